@@ -1,0 +1,146 @@
+"""Fashion-MNIST from local IDX files, binarization and tf.data pipelines.
+
+Nothing is downloaded. The loader looks for the four gzip IDX files in, in
+order: the `path` argument, `$KERASVAE_DATA_DIR`, the Debian package's folder
+(`apt-get install dataset-fashion-mnist`) and Keras's cache folder
+(`~/.keras/datasets/fashion-mnist`).
+"""
+
+import gzip
+import os
+import struct
+
+import numpy as np
+
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+KERAS_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".keras", "datasets", "fashion-mnist")
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_HOW_TO_GET = (
+    "Install the Debian package (sudo apt-get install dataset-fashion-mnist, which "
+    f"puts them in {DEBIAN_DIR}), or put the four files {sorted(FILES.values())} in a "
+    "folder and pass path=<folder> or set KERASVAE_DATA_DIR."
+)
+
+
+def candidate_dirs(path=None):
+    """The folders searched for the files, in order."""
+    dirs = [path, os.environ.get("KERASVAE_DATA_DIR"), DEBIAN_DIR, KERAS_CACHE_DIR]
+    return [os.fspath(d) for d in dirs if d]
+
+
+def find_fashion_mnist(path=None):
+    """Returns the first folder that holds all four files."""
+    searched = candidate_dirs(path)
+    if path is not None and not os.path.isdir(path):
+        raise FileNotFoundError(f"Fashion-MNIST folder does not exist. Received: path={path!r}")
+    for folder in searched:
+        if all(os.path.isfile(os.path.join(folder, f)) for f in FILES.values()):
+            return folder
+    raise FileNotFoundError(
+        f"Fashion-MNIST files not found. Searched: {searched}. {_HOW_TO_GET}"
+    )
+
+
+def read_idx(filename):
+    """Reads one gzip IDX file into a NumPy array, checking its header."""
+    try:
+        with gzip.open(filename, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"Corrupt IDX file {filename!r}: cannot gunzip ({e}). {_HOW_TO_GET}") from e
+    if len(data) < 4:
+        raise ValueError(f"Corrupt IDX file {filename!r}: {len(data)} bytes, no header.")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise ValueError(
+            f"Not an unsigned-byte IDX file: {filename!r} (magic bytes {data[:4].hex()}, "
+            "expected 00000801 or 00000803)."
+        )
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(
+            f"Corrupt IDX file {filename!r}: header says shape {shape} "
+            f"({expected} bytes) but the file has {len(data)} bytes. {_HOW_TO_GET}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_fashion_mnist(path=None, flatten=False):
+    """Loads Fashion-MNIST as float32 images in [0, 1] and int labels.
+
+    Args:
+        path: str or None. Folder holding the four gzip IDX files; when `None`
+            the default folders are searched (see the module docstring).
+        flatten: bool. Return images as `(n, 784)` instead of `(n, 28, 28, 1)`.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))` with 60,000 and 10,000 examples.
+
+    Raises:
+        FileNotFoundError: the files are missing (the message says how to get them).
+        ValueError: a file is corrupt or the images and labels disagree.
+    """
+    folder = find_fashion_mnist(path)
+    arrays = {key: read_idx(os.path.join(folder, name)) for key, name in FILES.items()}
+    splits = []
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"Fashion-MNIST {split} files disagree: images {images.shape}, "
+                f"labels {labels.shape} (in {folder})."
+            )
+        x = images.astype("float32") / 255.0
+        x = x.reshape(len(x), -1) if flatten else x[..., None]
+        splits.append((x, labels.astype("int64")))
+    return tuple(splits)
+
+
+def binarize(x, seed=None):
+    """Dynamic binarization: each pixel becomes 1 with probability its grey level.
+
+    Args:
+        x: array in [0, 1].
+        seed: int, `np.random.Generator` or None.
+    """
+    x = np.asarray(x)
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"binarize needs values in [0, 1]. Received values in [{x.min():g}, {x.max():g}]"
+        )
+    rng = np.random.default_rng(seed)
+    return (rng.random(x.shape, dtype=np.float32) < x).astype("float32")
+
+
+def make_dataset(x, batch_size=128, shuffle=True, dynamic_binarization=False, seed=None):
+    """A batched, prefetched `tf.data.Dataset` of `x` for `VAE.fit`.
+
+    With `dynamic_binarization=True` a fresh binary sample of each image is
+    drawn every epoch (Salakhutdinov and Murray, 2008), the usual protocol for
+    Bernoulli likelihoods on grey-level images.
+    """
+    import tensorflow as tf
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(x, dtype="float32"))
+    if shuffle:
+        ds = ds.shuffle(min(len(x), 60_000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if dynamic_binarization:
+        ds = ds.map(
+            lambda b: tf.cast(tf.random.uniform(tf.shape(b), seed=seed) < b, tf.float32),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,3 @@
+from kerasvae.models.vae import VAE
+
+__all__ = ["VAE"]
