@@ -1,0 +1,243 @@
+"""SavedModel export for TensorFlow Serving (the TensorFlow-only corner).
+
+`export_saved_model(model, base_path)` writes `<base_path>/<version>/`, the
+layout TF Serving polls, with these signatures (every output a dict entry with
+a stable name):
+
+| signature       | inputs                                   | outputs                                  |
+|-----------------|------------------------------------------|------------------------------------------|
+| encode          | x: float32 (batch, *data_shape)          | z_mean, z_log_var (or scale_tril)        |
+| decode          | z: float32 (batch, latent_dim)           | the likelihood's: probabilities, logits  |
+|                 |                                          | (Bernoulli) or mean, log_var (Gaussian)  |
+| reconstruct     | x                                        | reconstruction                           |
+| sample          | num_samples: int32 scalar                | samples, z                               |
+| sample_seeded   | num_samples: int32 scalar, seed: int64   | samples, z (same seed, same samples)     |
+| serving_default | x                                        | reconstruction (same as reconstruct)     |
+
+`sample_seeded` uses stateless random ops, so concurrent requests never share
+random state. `num_samples` must lie in [1, MAX_NUM_SAMPLES]; anything else is
+an `InvalidArgumentError` that names the value received.
+
+Writing is atomic: the SavedModel is written to a hidden temporary folder
+beside the target (TF Serving ignores names that are not numbers), loaded back
+and checked, then renamed into place. An existing version is never replaced
+unless `overwrite=True`.
+"""
+
+import json
+import os
+import shutil
+import uuid
+
+import keras
+import tensorflow as tf
+
+SIGNATURE_NAMES = ("encode", "decode", "reconstruct", "sample", "sample_seeded", "serving_default")
+MAX_NUM_SAMPLES = 10_000
+METADATA_FILE = os.path.join("assets.extra", "kerasvae.json")
+
+
+def _float32(structure):
+    return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), structure)
+
+
+def _check_num_samples(num_samples):
+    return tf.debugging.Assert(
+        tf.logical_and(num_samples >= 1, num_samples <= MAX_NUM_SAMPLES),
+        [f"num_samples must be in [1, {MAX_NUM_SAMPLES}]. Received: num_samples=", num_samples],
+    )
+
+
+def build_signatures(model):
+    """Returns `{name: tf.function}` for every serving signature of `model`.
+
+    Each function has a fixed `input_signature` with a dynamic batch axis.
+    """
+    if not hasattr(model, "encoder") or not hasattr(model, "likelihood"):
+        raise TypeError(
+            "export needs a kerasvae model (with encoder, decoder and likelihood). "
+            f"Received: {type(model).__name__}"
+        )
+    data_shape = tuple(model.data_shape)
+    latent_dim = model.latent_dim
+    second_name = "z_log_var" if model.covariance == "diagonal" else "scale_tril"
+    x_spec = tf.TensorSpec((None,) + data_shape, tf.float32, name="x")
+    z_spec = tf.TensorSpec((None, latent_dim), tf.float32, name="z")
+    n_spec = tf.TensorSpec((), tf.int32, name="num_samples")
+    seed_spec = tf.TensorSpec((), tf.int64, name="seed")
+
+    def decode_outputs(z):
+        return _float32(model.likelihood.outputs(model.decoder(z, training=False)))
+
+    def decoded_mean(z):
+        return tf.cast(model.likelihood.mean(model.decoder(z, training=False)), tf.float32)
+
+    @tf.function(input_signature=[x_spec])
+    def encode(x):
+        mean, second = _float32(model.encode(x))
+        return {"z_mean": mean, second_name: second}
+
+    @tf.function(input_signature=[z_spec])
+    def decode(z):
+        return decode_outputs(z)
+
+    @tf.function(input_signature=[x_spec])
+    def reconstruct(x):
+        mean = model.encode(x)[0]
+        return {"reconstruction": decoded_mean(mean)}
+
+    @tf.function(input_signature=[n_spec])
+    def sample(num_samples):
+        with tf.control_dependencies([_check_num_samples(num_samples)]):
+            z = tf.random.normal(tf.stack([num_samples, latent_dim]))
+        return {"samples": decoded_mean(z), "z": z}
+
+    @tf.function(input_signature=[n_spec, seed_spec])
+    def sample_seeded(num_samples, seed):
+        with tf.control_dependencies([_check_num_samples(num_samples)]):
+            z = tf.random.stateless_normal(
+                tf.stack([num_samples, latent_dim]), seed=tf.stack([seed, tf.constant(0, tf.int64)])
+            )
+        return {"samples": decoded_mean(z), "z": z}
+
+    @tf.function(input_signature=[x_spec])
+    def serving_default(x):
+        return reconstruct(x)
+
+    return {
+        "encode": encode,
+        "decode": decode,
+        "reconstruct": reconstruct,
+        "sample": sample,
+        "sample_seeded": sample_seeded,
+        "serving_default": serving_default,
+    }
+
+
+def model_metadata(model):
+    """What a client needs to know about an export, stored beside it."""
+    return {
+        "format": "kerasvae-savedmodel-1",
+        "model_class": type(model).__name__,
+        "data_shape": list(model.data_shape),
+        "latent_dim": model.latent_dim,
+        "covariance": model.covariance,
+        "likelihood": keras.saving.serialize_keras_object(model.likelihood),
+        "beta": model.beta,
+        "signatures": list(SIGNATURE_NAMES),
+        "max_num_samples": MAX_NUM_SAMPLES,
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def existing_versions(base_path):
+    """Sorted integer versions present under `base_path` (TF Serving's view)."""
+    if not os.path.isdir(base_path):
+        return []
+    return sorted(int(name) for name in os.listdir(base_path) if name.isdigit())
+
+
+def _check_version(version):
+    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
+        raise ValueError(
+            f"version must be a positive integer (TF Serving's folder name). Received: version={version!r}"
+        )
+
+
+def verify_saved_model(path):
+    """Loads an export and checks that every kerasvae signature is present.
+
+    Raises:
+        FileNotFoundError: `path` holds no `saved_model.pb`.
+        ValueError: the SavedModel cannot be parsed or a signature is missing.
+    """
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(
+            f"No SavedModel at {path!r}: saved_model.pb is missing. Export one with "
+            "kerasvae.export_saved_model(model, base_path)."
+        )
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as e:  # TF raises several types for a damaged file
+        raise ValueError(f"The SavedModel at {path!r} is corrupt or unreadable: {e}") from e
+    missing = [name for name in SIGNATURE_NAMES if name not in loaded.signatures]
+    if missing:
+        raise ValueError(
+            f"The SavedModel at {path!r} lacks the signature(s) {missing}. "
+            f"Found: {sorted(loaded.signatures)}"
+        )
+    return loaded
+
+
+def export_saved_model(model, base_path, version=None, overwrite=False):
+    """Exports `model` to `<base_path>/<version>/` for TensorFlow Serving.
+
+    Args:
+        model: a kerasvae model (for example `kerasvae.VAE`).
+        base_path: str. The model's base folder, the one TF Serving polls.
+        version: int or None. Folder name; `None` takes one more than the
+            highest version present (1 for an empty folder).
+        overwrite: bool. Replace an existing version. Defaults to `False`.
+
+    Returns:
+        The path of the written version folder.
+
+    Raises:
+        FileExistsError: the version exists and `overwrite` is `False`.
+        ValueError: `version` is not a positive integer.
+
+    Example:
+
+    ```python
+    path = kerasvae.export_saved_model(vae, "savedmodels/fashion_vae")
+    # savedmodels/fashion_vae/1, ready for tensorflow_model_server
+    ```
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "SavedModel export needs the TensorFlow backend. Received: "
+            f"KERAS_BACKEND={keras.backend.backend()!r}. Save a .keras file and export "
+            "it from a process with KERAS_BACKEND=tensorflow (it loads across backends)."
+        )
+    base_path = os.fspath(base_path)
+    if version is None:
+        version = (existing_versions(base_path) or [0])[-1] + 1
+    _check_version(version)
+    target = os.path.join(base_path, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(
+            f"Version {version} already exists at {target!r}. Pass overwrite=True to "
+            "replace it, or version=None for the next free version."
+        )
+    signatures = build_signatures(model)  # fails early, before anything is written
+    os.makedirs(base_path, exist_ok=True)
+    tmp = os.path.join(base_path, f".tmp-{version}-{uuid.uuid4().hex}")
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        # serving_default first: ExportArchive aliases the first endpoint.
+        for name in ("serving_default",) + tuple(n for n in SIGNATURE_NAMES if n != "serving_default"):
+            archive.add_endpoint(name, signatures[name])
+        archive.write_out(tmp, verbose=False)
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
+            json.dump(model_metadata(model), f, indent=2, sort_keys=True)
+        verify_saved_model(tmp)
+        if os.path.exists(target):
+            old = os.path.join(base_path, f".old-{version}-{uuid.uuid4().hex}")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_metadata(path):
+    """Reads the metadata file an export carries (`assets.extra/kerasvae.json`)."""
+    with open(os.path.join(path, METADATA_FILE)) as f:
+        return json.load(f)
