@@ -1,0 +1,5 @@
+import sys
+
+from kerasvae.cli import main
+
+sys.exit(main())
