@@ -27,6 +27,7 @@ setup(
             "tensorflow-serving-api==2.21.*",
             "requests>=2.31",
             "matplotlib>=3.8",
+            "tensorboard>=2.20",
         ],
     },
     entry_points={"console_scripts": ["kerasvae=kerasvae.cli:main"]},

@@ -105,9 +105,7 @@ def _as_integer(value, dtype, name):
     array = np.asarray(value)
     # A float would be truncated without a word: refuse it instead.
     if array.dtype.kind not in "iu":
-        raise TypeError(
-            f"{name} must be an integer ({dtype}). Received: {name}={value!r}"
-        )
+        raise TypeError(f"{name} must be an integer ({dtype}). Received: {name}={value!r}")
     info = np.iinfo(dtype)
     if array.size and (array.min() < info.min or array.max() > info.max):
         raise ValueError(f"{name} does not fit in {dtype}. Received: {name}={value!r}")
@@ -156,7 +154,10 @@ def _has_scalar_inputs(signature_name, arrays):
 
 def _rest_payload(signature_name, arrays, format):
     if format == "inputs":
-        return {"signature_name": signature_name, "inputs": {k: v.tolist() for k, v in arrays.items()}}
+        return {
+            "signature_name": signature_name,
+            "inputs": {k: v.tolist() for k, v in arrays.items()},
+        }
     if _has_scalar_inputs(signature_name, arrays):
         raise ValueError(
             f"Signature {signature_name!r} takes scalar inputs ({sorted(arrays)}), which the "
@@ -197,7 +198,9 @@ def _rest_outputs(signature_name, body, format, single_output_name):
             return {name: array(v) for name, v in value.items()}
         return {single_output_name(): array(value)}
     # Row format: a list of values (one output) or of {name: value} objects.
-    if value and isinstance(value[0], dict):
+    if not value:  # an empty batch: no row to read the output names from
+        return {known.single_output: array(value)} if known and known.single_output else {}
+    if isinstance(value[0], dict):
         return {name: array([row[name] for row in value]) for name in value[0]}
     return {single_output_name(): array(value)}
 
@@ -213,7 +216,7 @@ class _SignatureMethods:
         return self._call("encode", {"x": x})
 
     def decode(self, z):
-        """`z` (batch, latent_dim) -> the likelihood's outputs, e.g. `{"probabilities", "logits"}`."""
+        """`z` (batch, latent_dim) -> the likelihood's outputs (`probabilities`, `logits`)."""
         return self._call("decode", {"z": z})
 
     def reconstruct(self, x):
@@ -270,7 +273,9 @@ def _check_model_spec(model_name, version, version_label):
 
 def _check_timeout(timeout):
     if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0):
-        raise ValueError(f"timeout must be a positive number of seconds or None. Received: {timeout!r}")
+        raise ValueError(
+            f"timeout must be a positive number of seconds or None. Received: {timeout!r}"
+        )
     return timeout
 
 
@@ -309,9 +314,17 @@ def _policy_lines(policy, name):
             )
         body = ["latest {", f"  num_versions: {count}", "}"]
     elif isinstance(policy, (list, tuple)) and policy:
-        versions = [_check_version(v, f"model_version_policy version for {name!r}") for v in policy]
+        try:
+            versions = [_check_version(v) for v in policy]
+        except ValueError:
+            raise ValueError(
+                f"model_version_policy for {name!r} lists a version that is not a positive "
+                f"integer. Received: {policy!r}"
+            ) from None
         if len(set(versions)) != len(versions):
-            raise ValueError(f"model_version_policy for {name!r} repeats a version. Received: {policy!r}")
+            raise ValueError(
+                f"model_version_policy for {name!r} repeats a version. Received: {policy!r}"
+            )
         body = ["specific {"] + [f"  versions: {v}" for v in versions] + ["}"]
     else:
         raise ValueError(
@@ -326,12 +339,19 @@ def _label_lines(labels, name):
     if not labels:
         return []
     if not isinstance(labels, dict):
-        raise ValueError(f"version_labels for {name!r} must be a dict {{label: version}}. Received: {labels!r}")
+        raise ValueError(
+            f"version_labels for {name!r} must be a dict {{label: version}}. Received: {labels!r}"
+        )
     lines = []
     for label, version in labels.items():
         _check_name(label, f"version label of {name!r}")
         version = _check_version(version, f"version of label {label!r}")
-        lines += ["version_labels {", f"  key: {_text_proto_string(label)}", f"  value: {version}", "}"]
+        lines += [
+            "version_labels {",
+            f"  key: {_text_proto_string(label)}",
+            f"  value: {version}",
+            "}",
+        ]
     return lines
 
 
@@ -347,7 +367,9 @@ def _per_model(option, names, what):
 
 def _host_path(base_path, name):
     if not isinstance(base_path, (str, os.PathLike)) or not os.fspath(base_path):
-        raise ValueError(f"base_path of model {name!r} must be a non-empty path. Received: {base_path!r}")
+        raise ValueError(
+            f"base_path of model {name!r} must be a non-empty path. Received: {base_path!r}"
+        )
     base_path = os.fspath(base_path)
     if "://" in base_path:  # gs://, s3://, hdfs://: the server resolves those
         return base_path
@@ -357,8 +379,7 @@ def _host_path(base_path, name):
 def _check_models(models):
     if not isinstance(models, dict) or not models:
         raise ValueError(
-            "models must be a non-empty dict {model name: base_path}. "
-            f"Received: {models!r}"
+            f"models must be a non-empty dict {{model name: base_path}}. Received: {models!r}"
         )
     for name in models:
         _check_name(name)
@@ -421,7 +442,10 @@ def models_config(
         raise ValueError(f"model_platform must be a non-empty string. Received: {model_platform!r}")
     policies = _per_model(model_version_policy, models, "model_version_policy")
     if version_labels is not None and not isinstance(version_labels, dict):
-        raise ValueError(f"version_labels must be a dict {{model name: {{label: version}}}}. Received: {version_labels!r}")
+        raise ValueError(
+            "version_labels must be a dict {model name: {label: version}}. "
+            f"Received: {version_labels!r}"
+        )
     labels = _per_model(version_labels or {}, models, "version_labels")
 
     lines = ["model_config_list {"]
@@ -487,7 +511,9 @@ def _poll_flag(poll_seconds):
     if poll_seconds is None:
         return []
     if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, int) or poll_seconds <= 0:
-        raise ValueError(f"poll_seconds must be a positive integer or None. Received: {poll_seconds!r}")
+        raise ValueError(
+            f"poll_seconds must be a positive integer or None. Received: {poll_seconds!r}"
+        )
     return [f"--model_config_file_poll_wait_seconds={poll_seconds}"]
 
 
@@ -540,15 +566,28 @@ def docker_command(
     _check_port(rest_port, "rest_port")
     _check_port(grpc_port, "grpc_port")
     if not isinstance(container_root, str) or not container_root.startswith("/"):
-        raise ValueError(f"container_root must be an absolute POSIX path. Received: {container_root!r}")
+        raise ValueError(
+            f"container_root must be an absolute POSIX path. Received: {container_root!r}"
+        )
     if CONFIG_FILE_NAME in models:
-        raise ValueError(f"A model may not be named {CONFIG_FILE_NAME!r}: the config is mounted there.")
+        raise ValueError(
+            f"A model may not be named {CONFIG_FILE_NAME!r}: the config is mounted there."
+        )
     container_config = posixpath.join(container_root, CONFIG_FILE_NAME)
-    command = ["docker", "run", "-p", f"{rest_port}:{DEFAULT_REST_PORT}", "-p", f"{grpc_port}:{DEFAULT_GRPC_PORT}"]
+    command = [
+        "docker",
+        "run",
+        "-p",
+        f"{rest_port}:{DEFAULT_REST_PORT}",
+        "-p",
+        f"{grpc_port}:{DEFAULT_GRPC_PORT}",
+    ]
     for name, base_path in models.items():
         host = _host_path(base_path, name)
         if "://" in host:
-            raise ValueError(f"Cannot mount the remote base_path of {name!r} into a container: {host!r}")
+            raise ValueError(
+                f"Cannot mount the remote base_path of {name!r} into a container: {host!r}"
+            )
         command += ["-v", f"{host}:{posixpath.join(container_root, name)}:ro"]
     command += ["-v", f"{os.path.abspath(os.fspath(config_file))}:{container_config}:ro", image]
     command += [f"--model_config_file={container_config}"] + _poll_flag(poll_seconds)
@@ -709,7 +748,9 @@ class RESTClient(_SignatureMethods):
             data = json.dumps(payload).encode("utf-8")
             headers["Content-Type"] = "application/json"
         try:
-            response = self._session().request(method, url, data=data, headers=headers, timeout=self.timeout)
+            response = self._session().request(
+                method, url, data=data, headers=headers, timeout=self.timeout
+            )
         except self._requests.RequestException as e:
             raise ServingError(f"Could not reach TensorFlow Serving at {url}: {e}") from e
         if response.status_code != 200:
@@ -758,7 +799,12 @@ class RESTClient(_SignatureMethods):
             return known.single_output
         # Not a kerasvae signature: the name is only in the model's metadata.
         if signature_name not in self._output_names:
-            signatures = self.metadata().get("metadata", {}).get("signature_def", {}).get("signature_def", {})
+            signatures = (
+                self.metadata()
+                .get("metadata", {})
+                .get("signature_def", {})
+                .get("signature_def", {})
+            )
             outputs = list(signatures.get(signature_name, {}).get("outputs", {}))
             self._output_names[signature_name] = outputs[0] if len(outputs) == 1 else "output"
         return self._output_names[signature_name]
@@ -833,10 +879,15 @@ class GRPCClient(_SignatureMethods):
         try:
             import grpc
             import tensorflow as tf
-            from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+            from tensorflow_serving.apis import (
+                get_model_metadata_pb2,
+                predict_pb2,
+                prediction_service_pb2_grpc,
+            )
         except ImportError as e:
             raise ImportError(
-                "GRPCClient needs grpcio and tensorflow-serving-api: pip install 'kerasvae[serving]'"
+                "GRPCClient needs grpcio and tensorflow-serving-api: "
+                "pip install 'kerasvae[serving]'"
             ) from e
         self._grpc = grpc
         self._tf = tf
