@@ -7,6 +7,18 @@ from kerasvae.layers import CholeskyPosterior, GaussianPosterior, Sampling
 from kerasvae.likelihoods import Bernoulli, Gaussian
 from kerasvae.models import VAE
 
+
+def export_saved_model(model, base_path, version=None, overwrite=False):
+    """Exports `model` to `<base_path>/<version>/` for TF Serving.
+
+    See `kerasvae.export.export_saved_model`; imported on first use so that
+    `import kerasvae` stays light on the JAX backend.
+    """
+    from kerasvae.export import export_saved_model as _export
+
+    return _export(model, base_path, version=version, overwrite=overwrite)
+
+
 __all__ = [
     "Bernoulli",
     "CholeskyPosterior",
@@ -15,6 +27,7 @@ __all__ = [
     "Sampling",
     "VAE",
     "divergences",
+    "export_saved_model",
     "likelihoods",
     "networks",
 ]

@@ -14,14 +14,20 @@ a stable name):
 | sample_seeded   | num_samples: int32 scalar, seed: int64   | samples, z (same seed, same samples)     |
 | serving_default | x                                        | reconstruction (same as reconstruct)     |
 
+Inputs are checked in the graph, where TF Serving runs them: a wrong rank or
+example shape is an `InvalidArgumentError` naming the shape received (a
+Flatten layer would otherwise accept `(batch, 784)` for `(batch, 28, 28, 1)`).
 `sample_seeded` uses stateless random ops, so concurrent requests never share
 random state. `num_samples` must lie in [1, MAX_NUM_SAMPLES]; anything else is
 an `InvalidArgumentError` that names the value received.
 
-Writing is atomic: the SavedModel is written to a hidden temporary folder
-beside the target (TF Serving ignores names that are not numbers), loaded back
-and checked, then renamed into place. An existing version is never replaced
-unless `overwrite=True`.
+Writing a new version is atomic: the SavedModel is written to a hidden
+temporary folder beside the target (TF Serving ignores names that are not
+numbers), loaded back and checked, then renamed into place, so a polling TF
+Serving never sees half a version. An existing version is never replaced
+unless `overwrite=True`; that replacement takes two renames (the version is
+missing for an instant) and a running TF Serving keeps serving the version it
+already loaded, so publish changes as a new version instead.
 """
 
 import json
@@ -46,6 +52,28 @@ def _check_num_samples(num_samples):
         tf.logical_and(num_samples >= 1, num_samples <= MAX_NUM_SAMPLES),
         [f"num_samples must be in [1, {MAX_NUM_SAMPLES}]. Received: num_samples=", num_samples],
     )
+
+
+def _checked(tensor, example_shape, name):
+    """`tensor` after an in-graph check of its rank and example shape.
+
+    A signature's TensorSpec is not enforced when a served model runs (TF
+    Serving and the session loader feed whatever arrives), and a Flatten layer
+    would silently accept (batch, 784) for (batch, 28, 28, 1). So the graph
+    checks, and the error names the shape received. The received shape is
+    compared as a string: graph optimizers fold rank and slices of shapes from
+    the declared TensorSpec, so numeric comparisons would trust the very
+    shape being checked.
+    """
+    received = tf.strings.reduce_join(tf.strings.as_string(tf.shape(tensor)), separator=",")
+    pattern = r"\d+" + "".join(f",{d}" for d in example_shape)
+    readable = ", ".join(str(d) for d in ("batch",) + tuple(example_shape))
+    check = tf.debugging.Assert(
+        tf.strings.regex_full_match(received, pattern),
+        [f"{name} must have shape ({readable}). Received shape:", received],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
 
 
 def build_signatures(model):
@@ -74,16 +102,16 @@ def build_signatures(model):
 
     @tf.function(input_signature=[x_spec])
     def encode(x):
-        mean, second = _float32(model.encode(x))
+        mean, second = _float32(model.encode(_checked(x, data_shape, "x")))
         return {"z_mean": mean, second_name: second}
 
     @tf.function(input_signature=[z_spec])
     def decode(z):
-        return decode_outputs(z)
+        return decode_outputs(_checked(z, (latent_dim,), "z"))
 
     @tf.function(input_signature=[x_spec])
     def reconstruct(x):
-        mean = model.encode(x)[0]
+        mean = model.encode(_checked(x, data_shape, "x"))[0]
         return {"reconstruction": decoded_mean(mean)}
 
     @tf.function(input_signature=[n_spec])
@@ -135,7 +163,9 @@ def existing_versions(base_path):
     """Sorted integer versions present under `base_path` (TF Serving's view)."""
     if not os.path.isdir(base_path):
         return []
-    return sorted(int(name) for name in os.listdir(base_path) if name.isdigit())
+    return sorted(
+        int(name) for name in os.listdir(base_path) if name.isascii() and name.isdigit()
+    )
 
 
 def _check_version(version):
@@ -216,8 +246,7 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        # serving_default first: ExportArchive aliases the first endpoint.
-        for name in ("serving_default",) + tuple(n for n in SIGNATURE_NAMES if n != "serving_default"):
+        for name in SIGNATURE_NAMES:
             archive.add_endpoint(name, signatures[name])
         archive.write_out(tmp, verbose=False)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
@@ -225,12 +254,19 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
             json.dump(model_metadata(model), f, indent=2, sort_keys=True)
         verify_saved_model(tmp)
         if os.path.exists(target):
+            # Two renames: the version is absent for an instant in between.
             old = os.path.join(base_path, f".old-{version}-{uuid.uuid4().hex}")
             os.rename(target, old)
             os.rename(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.rename(tmp, target)
+            try:
+                os.rename(tmp, target)
+            except OSError as e:  # another export took this version meanwhile
+                raise FileExistsError(
+                    f"Version {version} appeared at {target!r} during the export "
+                    "(a concurrent export?). Nothing was overwritten; export again."
+                ) from e
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -416,11 +416,13 @@ def test_metadata_and_status(rest_client, grpc_client):
 # Errors carry the server's message and status.
 
 
-def test_wrong_shape_is_a_serving_error(client):
+@pytest.mark.parametrize("shape", [(2, 28, 28, 3), (2, 784)])
+def test_wrong_shape_is_a_serving_error(client, shape):
     with pytest.raises(ServingError) as info:
-        client.encode(np.zeros((2, 28, 28, 3), np.float32))
+        client.encode(np.zeros(shape, np.float32))
     assert error_code(info.value) in (400, "INVALID_ARGUMENT")
-    assert "reshape" in info.value.message.lower()
+    received = ",".join(str(d) for d in shape)
+    assert f"x must have shape (batch, 28, 28, 1). Received shape:] [{received}]" in info.value.message
 
 
 @pytest.mark.parametrize("num_samples", [0, 10_001])

@@ -1,0 +1,287 @@
+"""The SavedModel contract, checked as TF Serving would load the export."""
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+import kerasvae
+from kerasvae import cli, export, zoo
+from tests.helpers import DATA_SHAPE, random_images, tiny_vae
+
+pytestmark = pytest.mark.requires_tensorflow
+
+GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+DETERMINISTIC = ("encode", "decode", "reconstruct", "serving_default")
+
+
+def describe_signatures(loaded):
+    """A stable text form of every signature: inputs and outputs with dtype and shape."""
+    lines = []
+    for name in sorted(loaded.signatures):
+        fn = loaded.signatures[name]
+        lines.append(f"signature {name}")
+        for key, spec in sorted(fn.structured_input_signature[1].items()):
+            lines.append(f"  input  {key}: {spec.dtype.name} {spec.shape.as_list()}")
+        for key, spec in sorted(fn.structured_outputs.items()):
+            lines.append(f"  output {key}: {spec.dtype.name} {spec.shape.as_list()}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(1)
+    model = tiny_vae(latent_dim=4)
+    model.compile(optimizer="adam")
+    model.fit(random_images(32), epochs=1, batch_size=16, verbose=0)
+    path = export.export_saved_model(model, str(tmp_path_factory.mktemp("export") / "tiny"))
+    return model, path, tf.saved_model.load(path)
+
+
+# === Signatures ===
+@pytest.mark.parametrize("name", sorted(zoo.PRESETS))
+def test_signatures_match_golden_files(name, tmp_path):
+    path = export.export_saved_model(zoo.build(name, seed=0), str(tmp_path / name))
+    text = describe_signatures(tf.saved_model.load(path))
+    golden = os.path.join(GOLDEN_DIR, f"signatures_{name}.txt")
+    if os.environ.get("KERASVAE_UPDATE_GOLDENS") == "1":
+        os.makedirs(GOLDEN_DIR, exist_ok=True)
+        with open(golden, "w") as f:
+            f.write(text)
+    assert os.path.isfile(golden), f"No golden file {golden}. Create it with: KERASVAE_UPDATE_GOLDENS=1 pytest {__file__}"
+    with open(golden) as f:
+        expected = f.read()
+    assert text == expected, (
+        f"The SavedModel signatures of preset {name!r} changed. Clients of TF Serving depend "
+        "on them: if the change is intended, regenerate the golden files with\n"
+        f"  KERASVAE_UPDATE_GOLDENS=1 .venv/bin/python -m pytest {__file__}\n"
+        "and commit them.\n--- expected\n" + expected + "--- got\n" + text
+    )
+
+
+def test_every_named_signature_is_there(exported):
+    _, path, loaded = exported
+    assert set(export.SIGNATURE_NAMES) <= set(loaded.signatures)
+    assert export.load_metadata(path)["latent_dim"] == 4
+
+
+def test_deterministic_signatures_match_the_keras_model(exported):
+    model, _, loaded = exported
+    x = random_images(5, seed=3)
+    z = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    encoded = loaded.signatures["encode"](x=tf.constant(x))
+    z_mean, z_log_var = model.encode(x)
+    np.testing.assert_allclose(encoded["z_mean"], z_mean, atol=1e-6)
+    np.testing.assert_allclose(encoded["z_log_var"], z_log_var, atol=1e-6)
+    decoded = loaded.signatures["decode"](z=tf.constant(z))
+    np.testing.assert_allclose(decoded["probabilities"], model.decode(z), atol=1e-6)
+    np.testing.assert_allclose(decoded["logits"], model.decoder(z), atol=1e-5)
+    for name in ("reconstruct", "serving_default"):
+        out = loaded.signatures[name](x=tf.constant(x))["reconstruction"]
+        np.testing.assert_allclose(out, model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_dynamic_batch(exported):
+    _, _, loaded = exported
+    for n in (1, 7):
+        assert loaded.signatures["encode"](x=tf.zeros((n,) + DATA_SHAPE))["z_mean"].shape == (n, 4)
+
+
+def test_sample_is_random_and_sample_seeded_is_repeatable(exported):
+    _, _, loaded = exported
+    n = tf.constant(6)
+    a = loaded.signatures["sample"](num_samples=n)
+    b = loaded.signatures["sample"](num_samples=n)
+    assert a["samples"].shape == (6,) + DATA_SHAPE and a["z"].shape == (6, 4)
+    assert not np.allclose(a["z"], b["z"])
+    seeded = loaded.signatures["sample_seeded"]
+    first = seeded(num_samples=n, seed=tf.constant(42, tf.int64))
+    again = seeded(num_samples=n, seed=tf.constant(42, tf.int64))
+    other = seeded(num_samples=n, seed=tf.constant(43, tf.int64))
+    np.testing.assert_array_equal(first["samples"], again["samples"])
+    assert not np.allclose(first["z"], other["z"])
+
+
+def test_sample_seeded_is_safe_under_concurrent_requests(exported):
+    _, _, loaded = exported
+    seeded = loaded.signatures["sample_seeded"]
+
+    def request(seed):
+        return seed, seeded(num_samples=tf.constant(3), seed=tf.constant(seed, tf.int64))["z"].numpy()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(request, [1, 2, 3, 4] * 8))
+    by_seed = {}
+    for seed, z in results:
+        by_seed.setdefault(seed, []).append(z)
+    for draws in by_seed.values():
+        for z in draws[1:]:
+            np.testing.assert_array_equal(z, draws[0])
+
+
+# === Bad input to the signatures ===
+def test_num_samples_out_of_range_is_refused(exported):
+    _, _, loaded = exported
+    for bad in (0, -3, export.MAX_NUM_SAMPLES + 1, 2**31 - 1):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"num_samples must be in \[1, {export.MAX_NUM_SAMPLES}\].*{bad}"):
+            loaded.signatures["sample"](num_samples=tf.constant(bad))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be in"):
+            loaded.signatures["sample_seeded"](num_samples=tf.constant(bad), seed=tf.constant(1, tf.int64))
+
+
+@pytest.mark.parametrize("name", ["encode", "reconstruct", "serving_default"])
+@pytest.mark.parametrize("shape", [(2, 784), (2, 28, 28), (2, 28, 28, 3), (2, 14, 14, 1)])
+def test_wrong_rank_or_shape_is_refused_not_broadcast(exported, name, shape):
+    _, _, loaded = exported
+    # A Flatten layer alone would take (2, 784) or (2, 28, 28) without complaint.
+    received = r"\] \[" + ",".join(str(d) for d in shape) + r"\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"x must have shape \(batch, 28, 28, 1\)\. Received shape:" + received):
+        loaded.signatures[name](x=tf.zeros(shape))
+
+
+def test_wrong_latent_size_or_dtype_is_refused(exported):
+    _, _, loaded = exported
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"z must have shape \(batch, 4\)\. Received shape:\] \[2,5\]"):
+        loaded.signatures["decode"](z=tf.zeros((2, 5)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor but is a int32"):
+        loaded.signatures["encode"](x=tf.zeros((2,) + DATA_SHAPE, tf.int32))
+
+
+# === As TF Serving loads it: saved_model_cli (the session loader) ===
+def _saved_model_cli(*args):
+    result = subprocess.run(
+        [SAVED_MODEL_CLI, *args], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    return result
+
+
+def test_saved_model_cli_show_and_run_every_signature(exported, tmp_path):
+    model, path, _ = exported
+    show = _saved_model_cli("show", "--dir", path, "--all")
+    assert show.returncode == 0, show.stderr
+    for name in export.SIGNATURE_NAMES:
+        assert f"signature_def['{name}']" in show.stdout
+    x = random_images(3, seed=5)
+    z = np.random.default_rng(1).normal(size=(3, 4)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "flat.npy", x.reshape(3, 784))
+    runs = {
+        "encode_flat": ["--inputs", f"x={tmp_path / 'flat.npy'}"],
+        "encode": ["--inputs", f"x={tmp_path / 'x.npy'}"],
+        "decode": ["--inputs", f"z={tmp_path / 'z.npy'}"],
+        "reconstruct": ["--inputs", f"x={tmp_path / 'x.npy'}"],
+        "serving_default": ["--inputs", f"x={tmp_path / 'x.npy'}"],
+        "sample": ["--input_exprs", "num_samples=4"],
+        "sample_seeded": ["--input_exprs", "num_samples=4;seed=7"],
+    }
+    with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+        futures = {
+            name: pool.submit(
+                _saved_model_cli, "run", "--dir", path, "--tag_set", "serve",
+                "--signature_def", name.replace("_flat", ""), "--outdir", str(tmp_path / name), *args,
+            )
+            for name, args in runs.items()
+        }
+    for name, future in futures.items():
+        result = future.result()
+        if name == "encode_flat":  # refused before the graph runs, naming both shapes
+            assert result.returncode != 0
+            assert "Cannot feed value of shape (3, 784)" in result.stderr and "(None, 28, 28, 1)" in result.stderr
+            continue
+        assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
+    np.testing.assert_allclose(np.load(tmp_path / "encode" / "z_mean.npy"), model.encode(x)[0], atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "decode" / "probabilities.npy"), model.decode(z), atol=1e-6)
+    expected = model.predict(x, verbose=0)
+    for name in ("reconstruct", "serving_default"):
+        np.testing.assert_allclose(np.load(tmp_path / name / "reconstruction.npy"), expected, atol=1e-6)
+    assert np.load(tmp_path / "sample" / "samples.npy").shape == (4,) + DATA_SHAPE
+    seeded = tf.saved_model.load(path).signatures["sample_seeded"](
+        num_samples=tf.constant(4), seed=tf.constant(7, tf.int64)
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "sample_seeded" / "z.npy"), seeded["z"], atol=1e-6)
+
+    bad = _saved_model_cli(
+        "run", "--dir", path, "--tag_set", "serve", "--signature_def", "sample", "--input_exprs", "num_samples=0"
+    )
+    assert bad.returncode != 0 and "num_samples must be in" in bad.stderr
+
+
+def test_tfsm_layer_reuses_a_signature_in_a_new_model(exported):
+    model, path, _ = exported
+    encode = keras.layers.TFSMLayer(path, call_endpoint="encode")
+    inputs = keras.Input(DATA_SHAPE)
+    z_mean = encode(inputs)["z_mean"]
+    classifier = keras.Model(inputs, keras.layers.Dense(10)(z_mean))
+    x = random_images(4)
+    assert classifier(x).shape == (4, 10)
+    np.testing.assert_allclose(encode(x)["z_mean"], model.encode(x)[0], atol=1e-6)
+
+
+# === Versioned, atomic writes ===
+def test_versions_count_up_and_are_never_overwritten_unasked(tmp_path):
+    model, base = tiny_vae(), str(tmp_path / "m")
+    assert export.export_saved_model(model, base).endswith(os.sep + "1")
+    assert export.export_saved_model(model, base).endswith(os.sep + "2")
+    assert export.export_saved_model(model, base, version=7).endswith(os.sep + "7")
+    assert export.export_saved_model(model, base).endswith(os.sep + "8")
+    with pytest.raises(FileExistsError, match="Version 7 already exists"):
+        export.export_saved_model(model, base, version=7)
+    model.beta = 3.0
+    export.export_saved_model(model, base, version=7, overwrite=True)
+    assert export.load_metadata(os.path.join(base, "7"))["beta"] == 3.0
+    assert sorted(os.listdir(base)) == ["1", "2", "7", "8"]  # no temporary folders left
+    for bad in (0, -1, "3", 2.0):
+        with pytest.raises(ValueError, match="version must be a positive integer"):
+            export.export_saved_model(model, base, version=bad)
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    model, base = tiny_vae(), str(tmp_path / "m")
+    export.export_saved_model(model, base, version=1)
+    before = os.listdir(os.path.join(base, "1"))
+
+    def broken(path):
+        raise ValueError("simulated failure while verifying")
+
+    monkeypatch.setattr(export, "verify_saved_model", broken)
+    with pytest.raises(ValueError, match="simulated"):
+        export.export_saved_model(model, base)
+    with pytest.raises(ValueError, match="simulated"):
+        export.export_saved_model(model, base, version=1, overwrite=True)
+    assert os.listdir(base) == ["1"] and os.listdir(os.path.join(base, "1")) == before
+
+
+def test_loading_a_missing_or_corrupt_export_says_what_is_wrong(tmp_path, exported):
+    with pytest.raises(FileNotFoundError, match="saved_model.pb is missing"):
+        export.verify_saved_model(str(tmp_path / "nothing"))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "saved_model.pb").write_bytes(b"not a protobuf")
+    with pytest.raises(ValueError, match="corrupt or unreadable"):
+        export.verify_saved_model(str(corrupt))
+    with pytest.raises(TypeError, match="kerasvae model"):
+        export.build_signatures(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+
+
+def test_full_covariance_export_names_the_scale_tril(tmp_path):
+    model = tiny_vae(covariance="full")
+    loaded = tf.saved_model.load(export.export_saved_model(model, str(tmp_path / "full")))
+    out = loaded.signatures["encode"](x=tf.constant(random_images(2)))
+    assert set(out) == {"z_mean", "scale_tril"} and out["scale_tril"].shape == (2, 3, 3)
+
+
+def test_cli_export_verb(tmp_path, capsys):
+    model_path = str(tmp_path / "vae.keras")
+    tiny_vae().save(model_path)
+    assert cli.main(["export", model_path, str(tmp_path / "served"), "--version", "3"]) == 0
+    assert capsys.readouterr().out.strip().endswith(os.path.join("served", "3"))
+    assert cli.main(["export", model_path, str(tmp_path / "served"), "--version", "3"]) == 2
+    assert "already exists" in capsys.readouterr().err
