@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from kerasvae import divergences, likelihoods, networks
+from kerasvae import callbacks, data, divergences, evaluation, likelihoods, networks, pretrained, zoo
 from kerasvae.layers import CholeskyPosterior, GaussianPosterior, Sampling
 from kerasvae.likelihoods import Bernoulli, Gaussian
 from kerasvae.models import VAE
@@ -26,8 +26,13 @@ __all__ = [
     "GaussianPosterior",
     "Sampling",
     "VAE",
+    "callbacks",
+    "data",
     "divergences",
+    "evaluation",
     "export_saved_model",
     "likelihoods",
     "networks",
+    "pretrained",
+    "zoo",
 ]
