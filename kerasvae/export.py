@@ -245,7 +245,8 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
     tmp = os.path.join(base_path, f".tmp-{version}-{uuid.uuid4().hex}")
     try:
         archive = keras.export.ExportArchive()
-        archive.track(model)
+        # No archive.track(model): the endpoints' captured variables are saved
+        # anyway, and tracking the model as well stores every weight twice.
         for name in SIGNATURE_NAMES:
             archive.add_endpoint(name, signatures[name])
         archive.write_out(tmp, verbose=False)

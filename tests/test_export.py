@@ -285,3 +285,10 @@ def test_cli_export_verb(tmp_path, capsys):
     assert capsys.readouterr().out.strip().endswith(os.path.join("served", "3"))
     assert cli.main(["export", model_path, str(tmp_path / "served"), "--version", "3"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_weights_are_stored_once(exported):
+    model, path, _ = exported
+    data_files = [f for f in os.listdir(os.path.join(path, "variables")) if f.startswith("variables.data")]
+    stored = sum(os.path.getsize(os.path.join(path, "variables", f)) for f in data_files)
+    assert stored < 1.1 * 4 * model.count_params(), (stored, model.count_params())
