@@ -5,15 +5,7 @@ import os
 
 import keras
 
-
-def atomic_write_text(path, text):
-    """Writes `text` to `path` through a temporary file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from kerasvae.io_utils import atomic_write_text
 
 
 def atomic_save_model(model, path):

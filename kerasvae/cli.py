@@ -89,7 +89,8 @@ def cmd_train(args):
     import numpy as np
 
     from kerasvae import callbacks, data, evaluation, zoo
-    from kerasvae.callbacks import atomic_save_model, atomic_write_text
+    from kerasvae.callbacks import atomic_save_model
+    from kerasvae.io_utils import atomic_write_text
 
     preset = zoo.get_preset(args.preset)
     epochs = args.epochs or preset.epochs

@@ -14,12 +14,13 @@ with values in [0, 1], as `load_fashion_mnist`, `VAE.sample` and
 
 import math
 import os
-import tempfile
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from kerasvae.io_utils import atomic_open
 
 DPI = 100
 # Each image pixel is drawn as a SCALE x SCALE block: a 28x28 image is 84x84 px.
@@ -86,20 +87,9 @@ def _mosaic(images, ncols):
 
 def _save(figure, path):
     """Renders `figure` with Agg into `path` through a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     FigureCanvasAgg(figure)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            figure.savefig(f, format="png", dpi=DPI)
-        # mkstemp makes the file 0600; a figure is meant to be looked at by others.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=DPI)
     return path
 
 

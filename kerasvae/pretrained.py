@@ -135,7 +135,7 @@ own entropy and are not comparable with results on binarized MNIST.
 
 
 def write_model_card(name):
-    from kerasvae.callbacks import atomic_write_text
+    from kerasvae.io_utils import atomic_write_text
 
     path = os.path.join(_entry(name), "README.md")
     atomic_write_text(path, model_card(name))

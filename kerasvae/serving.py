@@ -26,11 +26,12 @@ import json
 import os
 import posixpath
 import re
-import tempfile
 import threading
 from urllib.parse import quote
 
 import numpy as np
+
+from kerasvae.io_utils import atomic_write_text
 
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
@@ -488,23 +489,7 @@ def write_models_config(path, models, **kwargs):
     ```
     """
     text = models_config(models, **kwargs)  # invalid input fails before any file exists
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; a server running as another user must read it.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def _poll_flag(poll_seconds):

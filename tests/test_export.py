@@ -10,7 +10,6 @@ import pytest
 import keras
 import tensorflow as tf
 
-import kerasvae
 from kerasvae import cli, export, zoo
 from tests.helpers import DATA_SHAPE, random_images, tiny_vae
 
