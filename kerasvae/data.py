@@ -1,7 +1,7 @@
 """Fashion-MNIST from local IDX files, binarization and tf.data pipelines.
 
 Nothing is downloaded. The loader looks for the four gzip IDX files in, in
-order: the `path` argument, `$KERASVAE_DATA_DIR`, the Debian package's folder
+order: the `path` argument (alone, when given), `$KERASVAE_DATA_DIR`, the Debian package's folder
 (`apt-get install dataset-fashion-mnist`) and Keras's cache folder
 (`~/.keras/datasets/fashion-mnist`).
 """
@@ -38,10 +38,13 @@ def candidate_dirs(path=None):
 
 
 def find_fashion_mnist(path=None):
-    """Returns the first folder that holds all four files."""
-    searched = candidate_dirs(path)
+    """Returns the first folder that holds all four files.
+
+    A `path` given explicitly is the only folder looked at.
+    """
     if path is not None and not os.path.isdir(path):
         raise FileNotFoundError(f"Fashion-MNIST folder does not exist. Received: path={path!r}")
+    searched = [os.fspath(path)] if path is not None else candidate_dirs()
     for folder in searched:
         if all(os.path.isfile(os.path.join(folder, f)) for f in FILES.values()):
             return folder

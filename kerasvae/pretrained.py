@@ -77,13 +77,20 @@ def load_pretrained(name, version=None):
     return verify_saved_model(pretrained_path(name, version))
 
 
-def load_pretrained_keras(name):
-    """Loads the Keras model of a pretrained entry (for fine-tuning)."""
+def load_pretrained_keras(name, learning_rate=1e-4):
+    """Loads the Keras model of a pretrained entry, compiled for fine-tuning.
+
+    The file holds weights only (no optimizer state, a third of the size), so
+    a fresh Adam with `learning_rate` is attached; `compile` again to change it.
+    """
     import keras
 
     import kerasvae  # noqa: F401  (registers the classes)
 
-    return keras.saving.load_model(os.path.join(_entry(name), "model.keras"), safe_mode=True)
+    path = os.path.join(_entry(name), "model.keras")
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return model
 
 
 def pretrained_metrics(name):
@@ -140,3 +147,24 @@ def write_model_card(name):
     path = os.path.join(_entry(name), "README.md")
     atomic_write_text(path, model_card(name))
     return path
+
+
+def publish(run_dir, name):
+    """Copies a finished training run into `savedmodels/<name>/`.
+
+    Writes the weights-only `model.keras`, `metrics.json` and the model card;
+    the SavedModel version itself is written by the run's export.
+    """
+    import keras
+
+    import kerasvae  # noqa: F401
+    from kerasvae.callbacks import atomic_save_model
+    from kerasvae.io_utils import atomic_write_text
+
+    entry = os.path.join(savedmodels_dir(), name)
+    os.makedirs(entry, exist_ok=True)
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False, safe_mode=True)
+    atomic_save_model(model, os.path.join(entry, "model.keras"))
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        atomic_write_text(os.path.join(entry, "metrics.json"), f.read())
+    return write_model_card(name)

@@ -9,6 +9,5 @@ presets=${*:-"mlp_fashion_mnist conv_fashion_mnist mlp_full_cov_fashion_mnist"}
 for preset in $presets; do
   .venv/bin/python -m kerasvae train --preset "$preset" --output "runs/$preset" \
     --export-dir "savedmodels/$preset" --nll-examples 10000
-  cp "runs/$preset/model.keras" "savedmodels/$preset/model.keras"
-  cp "runs/$preset/metrics.json" "savedmodels/$preset/metrics.json"
+  .venv/bin/python -c "import sys, kerasvae; kerasvae.pretrained.publish(*sys.argv[1:])" "runs/$preset" "$preset"
 done

@@ -1,0 +1,86 @@
+import gzip
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from kerasvae import data
+
+
+def test_loads_the_real_files_as_float_images_in_unit_range():
+    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist()
+    assert x_train.shape == (60000, 28, 28, 1) and x_test.shape == (10000, 28, 28, 1)
+    assert x_train.dtype == np.float32 and x_train.min() == 0.0 and x_train.max() == 1.0
+    assert sorted(np.unique(y_train)) == list(range(10)) and len(y_test) == 10000
+    (flat, _), _ = data.load_fashion_mnist(flatten=True)
+    assert flat.shape == (60000, 784)
+
+
+def copy_files(tmp_path):
+    source = data.find_fashion_mnist()
+    for name in data.FILES.values():
+        shutil.copy(os.path.join(source, name), tmp_path / name)
+    return tmp_path
+
+
+def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_fashion_mnist(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist. Received: path="):
+        data.load_fashion_mnist(str(tmp_path / "nowhere"))
+    monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "a"))
+    monkeypatch.setattr(data, "KERAS_CACHE_DIR", str(tmp_path / "b"))
+    monkeypatch.delenv("KERASVAE_DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match="Searched:"):
+        data.load_fashion_mnist()
+
+
+def test_environment_variable_folder_is_used(tmp_path, monkeypatch):
+    copy_files(tmp_path)
+    monkeypatch.setattr(data, "DEBIAN_DIR", "/nonexistent")
+    monkeypatch.setenv("KERASVAE_DATA_DIR", str(tmp_path))
+    assert data.find_fashion_mnist() == str(tmp_path)
+
+
+def test_corrupt_files_are_reported(tmp_path):
+    folder = copy_files(tmp_path)
+    labels = folder / data.FILES["test_labels"]
+    labels.write_bytes(b"this is not gzip")
+    with pytest.raises(ValueError, match="cannot gunzip"):
+        data.load_fashion_mnist(str(folder))
+    with gzip.open(labels, "wb") as f:
+        f.write(struct.pack(">HBBI", 0, 8, 1, 10000) + bytes(9999))  # one byte short
+    with pytest.raises(ValueError, match="header says shape \\(10000,\\)"):
+        data.load_fashion_mnist(str(folder))
+    with gzip.open(labels, "wb") as f:
+        f.write(struct.pack(">HBBI", 0, 0x0D, 1, 1) + bytes(4))  # float IDX, not ubyte
+    with pytest.raises(ValueError, match="Not an unsigned-byte IDX file"):
+        data.load_fashion_mnist(str(folder))
+    with gzip.open(labels, "wb") as f:
+        f.write(struct.pack(">HBBI", 0, 8, 1, 5) + bytes(5))  # 5 labels for 10000 images
+    with pytest.raises(ValueError, match="test files disagree"):
+        data.load_fashion_mnist(str(folder))
+
+
+def test_binarize_draws_pixels_with_their_grey_level():
+    x = np.full((200, 28, 28, 1), 0.3, dtype=np.float32)
+    b = data.binarize(x, seed=0)
+    assert set(np.unique(b)) == {0.0, 1.0}
+    assert abs(b.mean() - 0.3) < 0.005
+    np.testing.assert_array_equal(b, data.binarize(x, seed=0))
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        data.binarize(np.array([0.0, 255.0]))
+
+
+def test_make_dataset_batches_and_binarizes_each_epoch():
+    x = np.full((10, 28, 28, 1), 0.5, dtype=np.float32)
+    ds = data.make_dataset(x, batch_size=4, shuffle=False, dynamic_binarization=True, seed=1)
+    batches = [b.numpy() for b in ds]
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert set(np.unique(np.concatenate(batches))) == {0.0, 1.0}
+    again = np.concatenate([b.numpy() for b in ds])
+    assert not np.array_equal(np.concatenate(batches), again)  # a fresh draw per epoch
+    with pytest.raises(ValueError, match="batch_size=0"):
+        data.make_dataset(x, batch_size=0)
