@@ -12,14 +12,24 @@ class JAXSteps:
     back as new non-trainable values.
     """
 
-    def _stateless_losses(self, trainable_values, non_trainable_values, x, sample_weight, training):
+    def _stateless_losses(
+        self, trainable_values, non_trainable_values, x, sample_weight, training, optimizer_values=None
+    ):
         mapping = list(zip(self.trainable_variables, trainable_values)) + list(
             zip(self.non_trainable_variables, non_trainable_values)
         )
         with keras.StatelessScope(state_mapping=mapping) as scope:
             losses = self.compute_vae_losses(x, sample_weight=sample_weight, training=training)
         new_non_trainable = [scope.get_current_value(v) for v in self.non_trainable_variables]
-        return losses["loss"], (losses, new_non_trainable)
+        loss = losses["loss"]
+        if optimizer_values is not None:
+            # A LossScaleOptimizer (mixed_float16) divides the gradients by its
+            # current scale, read from the optimizer state: scale to match.
+            with keras.StatelessScope(
+                state_mapping=list(zip(self.optimizer.variables, optimizer_values))
+            ):
+                loss = self.optimizer.scale_loss(loss)
+        return loss, (losses, new_non_trainable)
 
     def _stateless_update_trackers(self, metrics_values, losses):
         logs, new_values, start = {}, [], 0
@@ -38,7 +48,7 @@ class JAXSteps:
         x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         grad_fn = jax.value_and_grad(self._stateless_losses, has_aux=True)
         (_, (losses, non_trainable)), grads = grad_fn(
-            trainable, non_trainable, x, sample_weight, True
+            trainable, non_trainable, x, sample_weight, True, optimizer_values
         )
         trainable, optimizer_values = self.optimizer.stateless_apply(
             optimizer_values, grads, trainable
