@@ -18,7 +18,7 @@ This script is meant to be read top to bottom. It shows the user API of
    back with `tf.saved_model.load` and call its `sample_seeded` signature, the
    way TF Serving will.
 
-Run it (about a minute per epoch on a laptop CPU):
+Run it (about 10 seconds per epoch on 2 CPU cores):
 
 ```
 python examples/train_fashion_mnist.py                          # 10 epochs
