@@ -142,8 +142,16 @@ def make_dataset(x, batch_size=128, shuffle=True, dynamic_binarization=False, se
         ds = ds.shuffle(min(len(x), 60_000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if dynamic_binarization:
-        ds = ds.map(
-            lambda b: tf.cast(tf.random.uniform(tf.shape(b), seed=seed) < b, tf.float32),
+        # One stateless seed per batch from a stream that is redrawn every
+        # epoch: a new binary sample each epoch, yet repeatable for a `seed`
+        # and safe under parallel map (an op-level seed in a map function
+        # would give the same draw every epoch).
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda b, s: tf.cast(
+                tf.random.stateless_uniform(tf.shape(b), seed=tf.stack([s, tf.constant(0, tf.int64)])) < b,
+                tf.float32,
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
