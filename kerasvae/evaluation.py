@@ -11,6 +11,7 @@ import numpy as np
 from keras import ops
 
 from kerasvae import divergences
+from kerasvae.layers.sampling import Sampling
 
 
 def _batches(x, batch_size):
@@ -40,18 +41,14 @@ def importance_sampled_log_likelihood(model, x, num_samples=100, batch_size=100,
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
         raise ValueError(f"num_samples must be a positive integer. Received: num_samples={num_samples!r}")
-    generator = keras.random.SeedGenerator(seed)
+    sampling = Sampling(covariance=model.covariance, seed=seed)
     results = []
     for batch in _batches(np.asarray(x, dtype="float32"), batch_size):
         n = len(batch)
         mean, second = [ops.cast(t, "float32") for t in model.encode(batch)]
         k_mean = ops.broadcast_to(mean, (num_samples,) + tuple(mean.shape))
         k_second = ops.broadcast_to(second, (num_samples,) + tuple(second.shape))
-        eps = keras.random.normal(ops.shape(k_mean), seed=generator)
-        if model.covariance == "diagonal":
-            z = k_mean + ops.exp(0.5 * k_second) * eps
-        else:
-            z = k_mean + ops.squeeze(ops.matmul(k_second, ops.expand_dims(eps, -1)), -1)
+        z = sampling([k_mean, k_second])  # (K, batch, latent_dim)
         flat_z = ops.reshape(z, (num_samples * n, model.latent_dim))
         output = keras.tree.map_structure(
             lambda t: ops.cast(t, "float32"), model.decoder(flat_z, training=False)

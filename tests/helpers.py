@@ -65,6 +65,10 @@ def save_and_load(model, path):
     return keras.saving.load_model(path, safe_mode=True)
 
 
+def to_numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
 def float64_context():
     """Lets float64 NumPy inputs stay float64 (JAX turns them into float32 by default)."""
     if keras.backend.backend() == "jax":

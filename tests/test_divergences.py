@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow_probability as tfp
-from keras import ops
 
 from kerasvae import divergences
-from tests.helpers import float64_context, gradients
+from tests.helpers import float64_context, gradients, to_numpy as np_
 
 tfd = tfp.distributions
 RNG = np.random.default_rng(1234)
@@ -17,10 +16,6 @@ def _float64():
     # The math is checked in float64; float32 behaviour has its own test.
     with float64_context():
         yield
-
-
-def np_(x):
-    return np.asarray(ops.convert_to_numpy(x))
 
 
 def random_diag(n, k, log_var_range=(-3.0, 3.0), rng=RNG):

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import keras
 import tensorflow_probability as tfp
-from keras import ops
 
 from kerasvae import likelihoods
-from tests.helpers import float64_context
+from tests.helpers import float64_context, to_numpy as np_
 
 tfd = tfp.distributions
 RNG = np.random.default_rng(0)
@@ -15,10 +14,6 @@ RNG = np.random.default_rng(0)
 def _float64():
     with float64_context():
         yield
-
-
-def np_(x):
-    return np.asarray(ops.convert_to_numpy(x))
 
 
 def test_bernoulli_matches_tfp_on_grey_levels_and_binary_targets():

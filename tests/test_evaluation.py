@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from kerasvae import evaluation
+from tests.helpers import random_images, tiny_vae
+
+
+@pytest.mark.parametrize("covariance", ["diagonal", "full"])
+def test_importance_sampling_tightens_the_elbo(covariance):
+    model = tiny_vae(covariance=covariance, seed=0)
+    model.compile(optimizer="adam")
+    x = random_images(40)
+    negative_elbo = model.evaluate(x, verbose=0, return_dict=True)
+    elbo = -(negative_elbo["reconstruction_loss"] + negative_elbo["kl_loss"])
+    k1 = evaluation.importance_sampled_log_likelihood(model, x, num_samples=1, seed=1)
+    k200 = evaluation.importance_sampled_log_likelihood(model, x, num_samples=200, seed=1)
+    assert k1.shape == k200.shape == (40,)
+    # K = 1 is an unbiased estimate of the ELBO; more samples can only raise the bound.
+    assert abs(k1.mean() - elbo) < 3.0
+    assert k200.mean() > k1.mean()
+    with pytest.raises(ValueError, match="num_samples=0"):
+        evaluation.importance_sampled_log_likelihood(model, x, num_samples=0)
+
+
+def test_kl_per_dimension_adds_up_to_the_kl_term():
+    model = tiny_vae(seed=0)
+    x = random_images(30)
+    per_dim = evaluation.kl_per_dimension(model, x)
+    z_mean, z_log_var = [ops.convert_to_numpy(t) for t in model.encode(x)]
+    total = 0.5 * np.sum(z_mean**2 + np.exp(z_log_var) - 1 - z_log_var, axis=1).mean()
+    np.testing.assert_allclose(per_dim.sum(), total, rtol=1e-4)
+    with pytest.raises(ValueError, match="covariance='full'"):
+        evaluation.kl_per_dimension(tiny_vae(covariance="full"), x)
+
+
+def test_active_units_count_the_dimensions_that_vary():
+    model = tiny_vae(latent_dim=3, seed=0)
+    count, variances = evaluation.active_units(model, random_images(50), threshold=0.0)
+    assert count == 3 and variances.shape == (3,)
+    count, _ = evaluation.active_units(model, random_images(50), threshold=1e9)
+    assert count == 0
