@@ -15,3 +15,12 @@ def _fresh_keras_state():
     keras.utils.clear_session()
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture
+def float64():
+    """Keeps float64 inputs in float64 on every backend (JAX would make them float32)."""
+    from tests.helpers import float64_context
+
+    with float64_context():
+        yield

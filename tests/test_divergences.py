@@ -5,17 +5,13 @@ import pytest
 import tensorflow_probability as tfp
 
 from kerasvae import divergences
-from tests.helpers import float64_context, gradients, to_numpy as np_
+from tests.helpers import gradients, to_numpy as np_
 
 tfd = tfp.distributions
 RNG = np.random.default_rng(1234)
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    # The math is checked in float64; float32 behaviour has its own test.
-    with float64_context():
-        yield
+# The math is checked in float64 (float32 behaviour has tests of its own).
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def random_diag(n, k, log_var_range=(-3.0, 3.0), rng=RNG):

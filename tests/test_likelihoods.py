@@ -4,16 +4,13 @@ import keras
 import tensorflow_probability as tfp
 
 from kerasvae import likelihoods
-from tests.helpers import float64_context, to_numpy as np_
+from tests.helpers import to_numpy as np_
 
 tfd = tfp.distributions
 RNG = np.random.default_rng(0)
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    with float64_context():
-        yield
+# The math is checked in float64 (float32 behaviour has tests of its own).
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def test_bernoulli_matches_tfp_on_grey_levels_and_binary_targets():
