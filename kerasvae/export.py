@@ -38,6 +38,8 @@ import uuid
 import keras
 import tensorflow as tf
 
+from kerasvae.layers.sampling import posterior_parameter
+
 SIGNATURE_NAMES = ("encode", "decode", "reconstruct", "sample", "sample_seeded", "serving_default")
 MAX_NUM_SAMPLES = 10_000
 METADATA_FILE = os.path.join("assets.extra", "kerasvae.json")
@@ -88,7 +90,7 @@ def build_signatures(model):
         )
     data_shape = tuple(model.data_shape)
     latent_dim = model.latent_dim
-    second_name = "z_log_var" if model.covariance == "diagonal" else "scale_tril"
+    second_name, _ = posterior_parameter((None, latent_dim), model.covariance)
     x_spec = tf.TensorSpec((None,) + data_shape, tf.float32, name="x")
     z_spec = tf.TensorSpec((None, latent_dim), tf.float32, name="z")
     n_spec = tf.TensorSpec((), tf.int32, name="num_samples")

@@ -4,6 +4,26 @@ from keras import ops
 COVARIANCES = ("diagonal", "full")
 
 
+def posterior_parameter(mean_shape, covariance):
+    """Name and expected shape of the posterior's second parameter.
+
+    `z_log_var` shaped like `z_mean` for a diagonal covariance, `scale_tril`
+    with one more axis of the latent size for a full one.
+    """
+    mean_shape = tuple(mean_shape)
+    if covariance == "diagonal":
+        return "z_log_var", mean_shape
+    return "scale_tril", mean_shape + (mean_shape[-1],)
+
+
+def shapes_compatible(received, expected):
+    """Same rank and equal sizes wherever both are known (None matches any)."""
+    received, expected = tuple(received), tuple(expected)
+    return len(received) == len(expected) and all(
+        a is None or b is None or a == b for a, b in zip(received, expected)
+    )
+
+
 @keras.saving.register_keras_serializable(package="kerasvae")
 class Sampling(keras.layers.Layer):
     """Draws z from q(z | x) with the reparameterization trick.
@@ -65,14 +85,8 @@ class Sampling(keras.layers.Layer):
                 f"length {len(inputs) if isinstance(inputs, (list, tuple)) else 1}"
             )
         mean_shape, second_shape = tuple(inputs[0].shape), tuple(inputs[1].shape)
-        if self.covariance == "diagonal":
-            expected, second_name = mean_shape, "z_log_var"
-        else:
-            expected, second_name = mean_shape + (mean_shape[-1],), "scale_tril"
-        compatible = len(second_shape) == len(expected) and all(
-            a is None or b is None or a == b for a, b in zip(second_shape, expected)
-        )
-        if not compatible:
+        second_name, expected = posterior_parameter(mean_shape, self.covariance)
+        if not shapes_compatible(second_shape, expected):
             raise ValueError(
                 f"Sampling(covariance={self.covariance!r}) expects {second_name} of shape "
                 f"{expected} to match z_mean. Received: z_mean.shape={mean_shape}, "

@@ -3,7 +3,7 @@ import numpy as np
 from keras import ops
 
 from kerasvae import divergences, likelihoods
-from kerasvae.layers.sampling import COVARIANCES, Sampling
+from kerasvae.layers.sampling import COVARIANCES, Sampling, posterior_parameter, shapes_compatible
 from kerasvae.training import backend_trainer
 
 LOSS_KEYS = ("loss", "reconstruction_loss", "kl_loss")
@@ -15,12 +15,6 @@ def _to_float32(structure):
 
 def _static_shape(tensor):
     return tuple(None if d is None else int(d) for d in tensor.shape)
-
-
-def _shapes_compatible(received, expected):
-    return len(received) == len(expected) and all(
-        a is None or b is None or a == b for a, b in zip(received, expected)
-    )
 
 
 def _batch_mean(values, sample_weight):
@@ -131,11 +125,8 @@ class VAE(backend_trainer(), keras.Model):
                 f"{[_static_shape(t) for t in outputs]}"
             )
         mean_shape, second_shape = _static_shape(outputs[0]), _static_shape(outputs[1])
-        if self.covariance == "diagonal":
-            expected, second_name = mean_shape, "z_log_var"
-        else:
-            expected, second_name = mean_shape + (mean_shape[-1],), "scale_tril"
-        if len(mean_shape) != 2 or not _shapes_compatible(second_shape, expected):
+        second_name, expected = posterior_parameter(mean_shape, self.covariance)
+        if len(mean_shape) != 2 or not shapes_compatible(second_shape, expected):
             raise ValueError(
                 f"With covariance={self.covariance!r} the encoder must output z_mean of "
                 f"shape (batch, latent_dim) and {second_name} of shape {expected}. "
@@ -157,7 +148,7 @@ class VAE(backend_trainer(), keras.Model):
             )
         data_shape = _static_shape(self.encoder.inputs[0])
         for out in decoder_outputs:
-            if not _shapes_compatible(_static_shape(out), data_shape):
+            if not shapes_compatible(_static_shape(out), data_shape):
                 raise ValueError(
                     f"The decoder output shape must match the encoder input shape "
                     f"{data_shape}. Received: {_static_shape(out)}"
@@ -192,7 +183,7 @@ class VAE(backend_trainer(), keras.Model):
         """
         x = np.asarray(x)
         expected = (None,) + self.data_shape
-        if x.ndim != len(expected) or not _shapes_compatible(x.shape, expected):
+        if x.ndim != len(expected) or not shapes_compatible(x.shape, expected):
             raise ValueError(
                 f"{name} must have shape {expected} (batch first) to match the "
                 f"encoder input. Received: {name}.shape={x.shape}"
@@ -210,7 +201,7 @@ class VAE(backend_trainer(), keras.Model):
             x_spec = spec[0] if isinstance(spec, tuple) else spec
             shape = tuple(x_spec.shape) if hasattr(x_spec, "shape") else None
             expected = (None,) + self.data_shape
-            if shape is not None and not _shapes_compatible(shape, expected):
+            if shape is not None and not shapes_compatible(shape, expected):
                 raise ValueError(
                     f"{name} yields batches of shape {shape}; the encoder expects "
                     f"{expected}. Batch the dataset and match the example shape."
