@@ -1,3 +1,4 @@
+from kerasvae.models.iwae import IWAE
 from kerasvae.models.vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["IWAE", "VAE"]
