@@ -411,7 +411,9 @@ class VAE(backend_trainer(), keras.Model):
 
     def advance_step(self, training):
         """The step the schedule reads; counts up once per training step."""
-        step = self.kl_step.value
+        # A snapshot: on TensorFlow `.value` is the variable itself, which a
+        # later read would see after the increment below.
+        step = ops.copy(self.kl_step.value)
         if training:
             self.kl_step.assign(step + 1)
         return step
