@@ -57,3 +57,9 @@ def bernoulli_log_prob(x, logits):
 
 def kl_per_dimension(mean, log_var):
     return 0.5 * (mean**2 + np.exp(log_var) - 1.0 - log_var)
+
+
+def normal_log_prob(z, mean, log_var):
+    """log N(z; mean, diag(exp(log_var))) summed over the last axis."""
+    z = np.asarray(z, np.float64)
+    return -0.5 * np.sum(np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
