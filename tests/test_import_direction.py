@@ -37,16 +37,17 @@ FACE = "<face>"
 ALLOWED = {
     "io_utils": set(),
     "divergences": set(),
+    "schedules": set(),
     "likelihoods": {"divergences"},
     "layers": {"divergences", "likelihoods"},
     "training": set(),
-    "models": {"divergences", "likelihoods", "layers", "training"},
+    "models": {"divergences", "likelihoods", "layers", "training", "schedules"},
     "networks": {"layers"},
     "data": {"io_utils"},
-    "evaluation": {"divergences", "likelihoods", "layers", "models"},
+    "evaluation": {"divergences", "likelihoods", "layers", "models", "training"},
     "callbacks": {"io_utils"},
     "plotting": {"io_utils", "data", "evaluation"},
-    "zoo": {"likelihoods", "layers", "models", "networks"},
+    "zoo": {"likelihoods", "layers", "models", "networks", "schedules"},
     "export": {"io_utils", "divergences", "likelihoods", "layers", "models"},
     "serving": {"io_utils"},
     "pretrained": {
@@ -55,11 +56,12 @@ ALLOWED = {
     FACE: {
         "io_utils", "divergences", "likelihoods", "layers", "training", "models", "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
+        "schedules",
     },
     "cli": {
         "io_utils", "divergences", "likelihoods", "layers", "training", "models", "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        FACE,
+        "schedules", FACE,
     },
     "__main__": {"cli"},
 }  # fmt: skip
