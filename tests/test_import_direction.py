@@ -48,6 +48,7 @@ ALLOWED = {
     "callbacks": {"io_utils"},
     "plotting": {"io_utils", "data", "evaluation"},
     "zoo": {"likelihoods", "layers", "models", "networks", "schedules"},
+    "protocol": {"io_utils", "data", "evaluation", "schedules", "zoo", "callbacks"},
     "export": {"io_utils", "divergences", "likelihoods", "layers", "models"},
     "serving": {"io_utils"},
     "pretrained": {
@@ -56,12 +57,12 @@ ALLOWED = {
     FACE: {
         "io_utils", "divergences", "likelihoods", "layers", "training", "models", "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        "schedules",
+        "schedules", "protocol",
     },
     "cli": {
         "io_utils", "divergences", "likelihoods", "layers", "training", "models", "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        "schedules", FACE,
+        "schedules", "protocol", FACE,
     },
     "__main__": {"cli"},
 }  # fmt: skip
