@@ -2,7 +2,17 @@
 
 __version__ = "0.1.0"
 
-from kerasvae import callbacks, data, divergences, evaluation, likelihoods, networks, pretrained, zoo
+from kerasvae import (
+    callbacks,
+    data,
+    divergences,
+    evaluation,
+    likelihoods,
+    networks,
+    pretrained,
+    schedules,
+    zoo,
+)
 from kerasvae.layers import CholeskyPosterior, GaussianPosterior, Sampling
 from kerasvae.likelihoods import Bernoulli, Gaussian
 from kerasvae.models import VAE
@@ -34,5 +44,6 @@ __all__ = [
     "likelihoods",
     "networks",
     "pretrained",
+    "schedules",
     "zoo",
 ]

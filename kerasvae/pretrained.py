@@ -17,6 +17,18 @@ import os
 SAVEDMODELS_ENV = "KERASVAE_SAVEDMODELS"
 
 
+def _register_classes():
+    """Imports the modules whose classes a kerasvae `.keras` file names.
+
+    Loading needs them registered with Keras; they are imported from their own
+    modules, not from the package face (`kerasvae/__init__.py` imports this
+    module, so imports here run downward only).
+    """
+    import kerasvae.layers  # noqa: F401
+    import kerasvae.likelihoods  # noqa: F401
+    import kerasvae.models  # noqa: F401
+
+
 def savedmodels_dir():
     """The folder of pretrained models: `$KERASVAE_SAVEDMODELS` or the repo's."""
     default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "savedmodels")
@@ -85,8 +97,7 @@ def load_pretrained_keras(name, learning_rate=1e-4):
     """
     import keras
 
-    import kerasvae  # noqa: F401  (registers the classes)
-
+    _register_classes()
     path = os.path.join(_entry(name), "model.keras")
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
@@ -157,9 +168,10 @@ def publish(run_dir, name):
     """
     import keras
 
-    import kerasvae  # noqa: F401
     from kerasvae.callbacks import atomic_save_model
     from kerasvae.io_utils import atomic_write_text
+
+    _register_classes()
 
     entry = os.path.join(savedmodels_dir(), name)
     os.makedirs(entry, exist_ok=True)
