@@ -4,6 +4,7 @@ import json
 import os
 
 import keras
+import numpy as np
 
 from kerasvae.io_utils import atomic_write_text
 
@@ -59,3 +60,110 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             epochs_done = int(json.load(f)["epochs_done"])
         restored = keras.saving.load_model(self.checkpoint_path, safe_mode=True)
         return restored, epochs_done
+
+
+class ImageSnapshots(keras.callbacks.Callback):
+    """Draws reconstructions and prior samples every few epochs while a model trains.
+
+    Every `every` epochs (and after the last one, when `fit` ends between two
+    snapshots) it writes `reconstructions_epoch_<E>.png` and
+    `samples_epoch_<E>.png` into `directory` with `kerasvae.plotting` (each
+    PNG written atomically). With `log_dir` the same pictures also go to
+    TensorBoard as image summaries (tags `reconstructions` and `samples`,
+    step = epoch number), written with `tf.summary`, which needs TensorFlow
+    installed (a kerasvae dependency) but not the TensorFlow backend: on
+    Keras/JAX the pictures are drawn with NumPy and matplotlib and only the
+    event file goes through TensorFlow. The samples use the same seed each
+    time, so successive snapshots show the same prior draws as the model
+    learns.
+
+    Args:
+        directory: str. Folder for the PNGs (made when missing).
+        every: int. Epochs between snapshots.
+        images: array of shape `(n, *data_shape)`, values in [0, 1]: the images
+            to reconstruct (a few, e.g. `x_test[:10]`).
+        num_samples: int. Prior samples per snapshot (per class for a
+            conditional model, which draws every class).
+        log_dir: str or None. TensorBoard log folder (e.g. the one given to
+            `keras.callbacks.TensorBoard`); images go to `<log_dir>/images`.
+        labels: array of shape `(n,)` or None. Classes of `images`, needed by a
+            conditional model.
+        seed: int. Seed of the samples.
+
+    Example:
+
+    ```python
+    snapshots = kerasvae.callbacks.ImageSnapshots(
+        "runs/example/snapshots", every=5, images=x_test[:10], log_dir="runs/example/logs"
+    )
+    vae.fit(x_train, epochs=30, callbacks=[snapshots])
+    ```
+    """
+
+    def __init__(self, directory, every=1, images=None, num_samples=16, log_dir=None,
+                 labels=None, seed=0):
+        super().__init__()
+        for name, value in (("every", every), ("num_samples", num_samples)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+        if images is None:
+            raise ValueError("images must be given: the images to reconstruct. Received: None")
+        self.directory = os.fspath(directory)
+        self.every = every
+        self.images = np.asarray(images, "float32")
+        self.num_samples = num_samples
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.labels = None if labels is None else np.asarray(labels)
+        self.seed = seed
+        self.written = []  # paths of every PNG written, in order
+        self._writer = None
+        self._last_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._last_epoch = epoch
+        if (epoch + 1) % self.every == 0:
+            self.snapshot(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self._last_epoch is not None and (self._last_epoch + 1) % self.every != 0:
+            self.snapshot(self._last_epoch + 1)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def snapshot(self, epoch):
+        """Writes the pictures of `epoch`; returns their paths."""
+        from kerasvae import plotting
+
+        view = plotting.ModelView(self.model)
+        condition = self.labels if view.conditional else None
+        reconstructions = plotting.plot_reconstructions(
+            view,
+            self.images,
+            os.path.join(self.directory, f"reconstructions_epoch_{epoch:04d}.png"),
+            labels=condition,
+        )
+        samples = plotting.plot_samples(
+            view,
+            os.path.join(self.directory, f"samples_epoch_{epoch:04d}.png"),
+            num_samples=self.num_samples,
+            ncols=self.num_samples if view.conditional else min(8, self.num_samples),
+            seed=self.seed,
+        )
+        paths = [reconstructions, samples]
+        self.written.extend(paths)
+        if self.log_dir is not None:
+            self._summarize(epoch, {"reconstructions": reconstructions, "samples": samples})
+        return paths
+
+    def _summarize(self, epoch, pictures):
+        import tensorflow as tf
+        from matplotlib.image import imread
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+        with self._writer.as_default():
+            for tag, path in pictures.items():
+                pixels = imread(path)[..., :3]  # RGBA floats in [0, 1]
+                tf.summary.image(tag, pixels[None], step=epoch)
+        self._writer.flush()
