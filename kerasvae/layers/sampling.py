@@ -51,6 +51,9 @@ class Sampling(keras.layers.Layer):
             `[z_mean, scale_tril]`.
         deterministic: bool. Return `z_mean` instead of a sample (for
             deterministic inference). Defaults to `False`.
+        seed: int or None. Draw this call's noise from a fixed seed instead
+            of the layer's generator (a repeatable draw, as the exported
+            `elbo` signature needs). Defaults to `None`.
 
     Returns:
         A tensor shaped like `z_mean`.
@@ -93,13 +96,13 @@ class Sampling(keras.layers.Layer):
                 f"{second_name}.shape={second_shape}"
             )
 
-    def call(self, inputs, deterministic=False):
+    def call(self, inputs, deterministic=False, seed=None):
         self._check_inputs(inputs)
         mean, second = inputs
         if deterministic:
             return mean
         eps = keras.random.normal(
-            ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator
+            ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator if seed is None else seed
         )
         if self.covariance == "diagonal":
             return mean + ops.exp(0.5 * second) * eps

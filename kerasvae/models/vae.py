@@ -1,27 +1,60 @@
+import math
+
 import keras
 import numpy as np
 from keras import ops
 
-from kerasvae import divergences, likelihoods
+from kerasvae import divergences, likelihoods, schedules
 from kerasvae.layers.sampling import COVARIANCES, Sampling, posterior_parameter, shapes_compatible
 from kerasvae.training import backend_trainer
 
-LOSS_KEYS = ("loss", "reconstruction_loss", "kl_loss")
+# The seed of the exported `elbo` signature's posterior draw: a fixed draw
+# makes the score a deterministic function of the batch.
+ELBO_SEED = 0
 
 
-def _to_float32(structure):
+def to_float32(structure):
     return keras.tree.map_structure(lambda t: ops.cast(t, "float32"), structure)
 
 
-def _static_shape(tensor):
+def static_shape(tensor):
     return tuple(None if d is None else int(d) for d in tensor.shape)
 
 
-def _batch_mean(values, sample_weight):
+def batch_mean(values, sample_weight):
+    """Mean over the batch axis, weighted by `sample_weight` when given."""
     if sample_weight is None:
-        return ops.mean(values)
-    weight = ops.reshape(ops.cast(sample_weight, values.dtype), ops.shape(values))
-    return ops.sum(values * weight) / ops.maximum(ops.sum(weight), 1e-12)
+        return ops.mean(values, axis=0)
+    weight = ops.cast(ops.reshape(sample_weight, (-1,)), values.dtype)
+    weight = ops.reshape(weight, (-1,) + (1,) * (len(values.shape) - 1))
+    return ops.sum(values * weight, axis=0) / ops.maximum(ops.sum(weight), 1e-12)
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+def tile_samples(tensor, num_samples):
+    """`(batch, ...) -> (num_samples * batch, ...)`, sample-major."""
+    shape = ops.shape(tensor)
+    tiled = ops.broadcast_to(ops.expand_dims(tensor, 0), (num_samples,) + tuple(shape))
+    return ops.reshape(tiled, (-1,) + tuple(shape[1:]))
+
+
+@keras.saving.register_keras_serializable(package="kerasvae")
+class _LatestValue(keras.metrics.Metric):
+    """Reports the last value it was given (the current KL weight)."""
+
+    def __init__(self, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+
+    def update_state(self, value):
+        self.value.assign(ops.cast(value, self.value.dtype))
+
+    def result(self):
+        return self.value.value
 
 
 @keras.saving.register_keras_serializable(package="kerasvae")
@@ -36,23 +69,40 @@ class VAE(backend_trainer(), keras.Model):
     Training minimizes the negative ELBO with a weight on the KL term:
 
     ```
-    loss = mean_batch[ -log p(x | z) + beta * KL(q(z | x) || N(0, I)) ],
-    z ~ q(z | x) (one reparameterized sample)
+    loss = mean_batch[ -log p(x | z) ] + beta * w(t) * R(KL),
+    z ~ q(z | x) (one reparameterized sample), KL = KL(q(z | x) || N(0, I))
+    R(KL) = mean_batch[KL]                                  (free_bits = 0)
+    R(KL) = sum_j max(free_bits, mean_batch[KL_j])          (free bits, per latent dim j)
     ```
 
-    Both terms are summed over their event axes. `fit`, `evaluate` and the
-    callbacks report `loss`, `reconstruction_loss` and `kl_loss`. The model is
-    built as soon as it is made, so it can be saved, exported or backed up
-    before the first `fit`. Calling the model returns the reconstruction from
-    the posterior mean (deterministic), which is also what `predict` returns.
+    where `w(t)` is the KL schedule at training step t (1 without one). Both
+    terms are summed over their event axes. `fit`, `evaluate` and the
+    callbacks report `loss`, `reconstruction_loss`, `kl_loss` (the true mean
+    KL) and `beta` (the current KL weight `beta * w(t)`); with free bits also
+    `kl_term`, the regularizer R actually minimized. The model is built as soon
+    as it is made, so it can be saved, exported or backed up before the first
+    `fit`. Calling the model returns the reconstruction from the posterior mean
+    (deterministic), which is also what `predict` returns.
+
+    Every family in `kerasvae.models` subclasses this one and changes only
+    what its paper changes: the prior (`prior_log_prob`, `latent_from_noise`),
+    the divergence (`kl_divergence`), the regularizer (`kl_regularizer`) or
+    the objective (`compute_vae_losses`). The per-backend training steps and
+    the SavedModel export use only the methods defined here.
 
     Args:
         encoder: keras.Model. Built functional encoder, `x -> posterior params`.
         decoder: keras.Model. Built functional decoder, `z -> likelihood params`.
         likelihood: str or likelihood object. `"bernoulli"` (default),
-            `"gaussian"`, or a `kerasvae.likelihoods` instance.
+            `"gaussian"`, `"discretized_logistic"`, or a
+            `kerasvae.likelihoods` instance.
         beta: float. Weight of the KL term (beta-VAE when not 1).
         covariance: str. `"diagonal"` or `"full"`, the posterior family.
+        kl_schedule: `kerasvae.schedules` object or None. Multiplier of beta
+            as a function of the training step (KL warm-up, cyclical
+            annealing).
+        free_bits: float. Nats per latent dimension below which the KL is not
+            penalized (Kingma et al. 2016); 0 disables it.
         seed: int or None. Seed of the sampling layer.
         **kwargs: Base model keyword arguments (`name`, ...).
 
@@ -61,15 +111,22 @@ class VAE(backend_trainer(), keras.Model):
     ```python
     encoder = kerasvae.networks.build_mlp_encoder((28, 28, 1), latent_dim=16)
     decoder = kerasvae.networks.build_mlp_decoder(16, (28, 28, 1))
-    vae = kerasvae.models.VAE(encoder, decoder, beta=1.0)
+    vae = kerasvae.models.VAE(
+        encoder, decoder, kl_schedule=kerasvae.schedules.LinearWarmup(5000)
+    )
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     vae.fit(x_train, epochs=10, batch_size=128, validation_data=(x_test,))
     ```
 
     Reference:
         Kingma and Welling, "Auto-Encoding Variational Bayes", ICLR 2014.
-        Higgins et al., "beta-VAE", ICLR 2017.
+        Kingma et al., "Improved Variational Inference with Inverse
+        Autoregressive Flow", NeurIPS 2016 (free bits).
     """
+
+    # Number of inputs each network takes (the conditional family adds a label).
+    encoder_inputs = 1
+    decoder_inputs = 1
 
     def __init__(
         self,
@@ -78,6 +135,8 @@ class VAE(backend_trainer(), keras.Model):
         likelihood="bernoulli",
         beta=1.0,
         covariance="diagonal",
+        kl_schedule=None,
+        free_bits=0.0,
         seed=None,
         **kwargs,
     ):
@@ -86,45 +145,72 @@ class VAE(backend_trainer(), keras.Model):
             raise ValueError(
                 f"covariance must be one of {COVARIANCES}. Received: covariance={covariance!r}"
             )
+        if not np.isfinite(free_bits) or free_bits < 0:
+            raise ValueError(
+                f"free_bits must be a finite number >= 0. Received: free_bits={free_bits!r}"
+            )
         # === Networks ===
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihoods.get(likelihood)
         self.covariance = covariance
+        self.kl_schedule = schedules.get(kl_schedule)
+        self.free_bits = float(free_bits)
         self.seed = seed
         self.sampling = Sampling(covariance=covariance, seed=seed, name="sampling")
         self._check_networks()
         # === State ===
-        # beta is a variable so that callbacks (KL warm-up) can change it
-        # without retracing the step function.
+        # beta is a variable so that it can change between fits without
+        # retracing; kl_step counts training steps for the KL schedule (and is
+        # saved with the model, so a resumed run continues its schedule).
         self.beta_variable = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="beta"
         )
+        self.kl_step = self.add_weight(
+            shape=(),
+            dtype="int32",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="kl_step",
+        )
         self.beta = beta
-        self.trackers = [keras.metrics.Mean(name=key) for key in LOSS_KEYS]
+        self.trackers = [
+            _LatestValue(name=key) if key == "beta" else keras.metrics.Mean(name=key)
+            for key in self.loss_keys
+        ]
         self.built = True
+
+    @property
+    def loss_keys(self):
+        """The names `train_step` and `test_step` report, in order."""
+        keys = ("loss", "reconstruction_loss", "kl_loss", "beta")
+        return keys + (("kl_term",) if self.free_bits > 0 else ())
 
     # === Validation ===
     def _check_networks(self):
-        for role, net in (("encoder", self.encoder), ("decoder", self.decoder)):
+        for role, net, count in (
+            ("encoder", self.encoder, self.encoder_inputs),
+            ("decoder", self.decoder, self.decoder_inputs),
+        ):
             if not isinstance(net, keras.Model) or not getattr(net, "inputs", None):
                 raise ValueError(
                     f"The {role} must be a built functional keras.Model (with "
                     f"`inputs`). Received: {role}={net!r}"
                 )
-            if len(net.inputs) != 1:
+            if len(net.inputs) != count:
                 raise ValueError(
-                    f"The {role} must have exactly one input. Received "
-                    f"{len(net.inputs)} inputs: {[_static_shape(t) for t in net.inputs]}"
+                    f"The {role} of {type(self).__name__} must have {count} input(s). "
+                    f"Received {len(net.inputs)} inputs: {[static_shape(t) for t in net.inputs]}"
                 )
         outputs = keras.tree.flatten(self.encoder.outputs)
         if len(outputs) not in (2, 3):
             raise ValueError(
                 "The encoder must output [z_mean, z_log_var] (or [z_mean, scale_tril] "
                 f"for covariance='full'). Received {len(outputs)} output(s) of shapes "
-                f"{[_static_shape(t) for t in outputs]}"
+                f"{[static_shape(t) for t in outputs]}"
             )
-        mean_shape, second_shape = _static_shape(outputs[0]), _static_shape(outputs[1])
+        mean_shape, second_shape = static_shape(outputs[0]), static_shape(outputs[1])
         second_name, expected = posterior_parameter(mean_shape, self.covariance)
         if len(mean_shape) != 2 or not shapes_compatible(second_shape, expected):
             raise ValueError(
@@ -133,7 +219,7 @@ class VAE(backend_trainer(), keras.Model):
                 f"Received: {mean_shape} and {second_shape}"
             )
         latent_dim = mean_shape[-1]
-        decoder_in = _static_shape(self.decoder.inputs[0])
+        decoder_in = static_shape(self.decoder.inputs[0])
         if decoder_in != (None, latent_dim):
             raise ValueError(
                 f"The decoder input must have shape (None, {latent_dim}) to match the "
@@ -146,22 +232,28 @@ class VAE(backend_trainer(), keras.Model):
                 f"The likelihood {self.likelihood!r} needs a decoder with "
                 f"{expected_count} output(s). Received {len(decoder_outputs)}."
             )
-        data_shape = _static_shape(self.encoder.inputs[0])
+        data_shape = static_shape(self.encoder.inputs[0])
         for out in decoder_outputs:
-            if not shapes_compatible(_static_shape(out), data_shape):
+            if not shapes_compatible(static_shape(out), data_shape):
                 raise ValueError(
                     f"The decoder output shape must match the encoder input shape "
-                    f"{data_shape}. Received: {_static_shape(out)}"
+                    f"{data_shape}. Received: {static_shape(out)}"
                 )
 
     @property
     def latent_dim(self):
+        """Width of the `z` that `decode` takes and the prior is defined on."""
         return int(self.encoder.outputs[0].shape[-1])
 
     @property
     def data_shape(self):
         """Shape of one example, without the batch axis."""
-        return _static_shape(self.encoder.inputs[0])[1:]
+        return static_shape(self.encoder.inputs[0])[1:]
+
+    @property
+    def num_classes(self):
+        """Number of label classes (conditional models), `None` otherwise."""
+        return None
 
     @property
     def beta(self):
@@ -192,6 +284,14 @@ class VAE(backend_trainer(), keras.Model):
             raise ValueError(f"{name} must be numeric. Received: {name}.dtype={x.dtype}")
         self.likelihood.check_data(x)
 
+    def check_labels(self, labels, num_examples=None):
+        """Checks labels given to this model; unconditional models take none."""
+        if labels is not None:
+            raise ValueError(
+                f"{type(self).__name__} is not conditional (num_classes=None) and takes "
+                f"no labels. Received labels of shape {tuple(np.shape(labels))}."
+            )
+
     def _check_fit_input(self, x, name):
         if isinstance(x, np.ndarray):
             self.check_data(x, name)
@@ -220,32 +320,125 @@ class VAE(backend_trainer(), keras.Model):
         self._check_fit_input(x, "x")
         return super().evaluate(x, y, *args, **kwargs)
 
-    # === Loss ===
-    def _posterior(self, x, training=False):
+    # === Building blocks (families override these) ===
+    def _posterior(self, x, labels=None, training=False):
         outputs = self.encoder(x, training=training)
         return [outputs[0], outputs[1]]
 
-    def kl_divergence(self, posterior):
-        """KL(q(z | x) || N(0, I)) per example, from the posterior parameters."""
-        mean, second = _to_float32(posterior)
+    def _decoder_output(self, z, labels=None, training=False):
+        return to_float32(self.decoder(z, training=training))
+
+    def posterior_log_prob(self, z, posterior):
+        """log q(z | x) summed over the latent axis; `posterior` broadcasts against z."""
+        mean, second = to_float32(posterior)
+        if self.covariance == "diagonal":
+            return divergences.diagonal_normal_log_prob(z, mean, second)
+        return divergences.full_normal_log_prob(z, mean, second)
+
+    def prior_log_prob(self, z):
+        """log p(z) summed over the latent axis. Here p(z) = N(0, I)."""
+        return divergences.standard_normal_log_prob(ops.cast(z, "float32"))
+
+    # Noise a prior draw needs: standard normal of width prior_noise_dims[0]
+    # and uniform of width prior_noise_dims[1]. Drawing noise outside the
+    # model lets the export make the same draw with stateless TF ops.
+    @property
+    def prior_noise_dims(self):
+        return (self.latent_dim, 0)
+
+    def latent_from_noise(self, normal, uniform=None):
+        """Maps standard noise to a prior draw of `z`. Here p(z) = N(0, I)."""
+        return normal
+
+    def kl_divergence(self, posterior, z=None):
+        """KL(q(z | x) || p(z)) per example; closed form for N(0, I).
+
+        Families whose prior has no closed-form KL use the single-sample
+        estimate `log q(z | x) - log p(z)` at the training draw `z`.
+        """
+        mean, second = to_float32(posterior)
         if self.covariance == "diagonal":
             return divergences.kl_diagonal_standard_normal(mean, second)
         return divergences.kl_full_standard_normal(mean, second)
 
-    def compute_vae_losses(self, x, sample_weight=None, training=False):
-        """The loss dict of one batch: `loss`, `reconstruction_loss`, `kl_loss`.
+    def kl_per_dimension(self, posterior):
+        """Per-dimension KL `(batch, latent_dim)`, or `None` when it does not split."""
+        if self.covariance != "diagonal":
+            return None
+        mean, log_var = to_float32(posterior)
+        return 0.5 * (ops.square(mean) + ops.expm1(log_var) - log_var)
 
-        Backend-neutral; each backend's step differentiates `loss`.
+    def kl_weight(self, step):
+        """The current weight of the KL term: beta times the schedule at `step`."""
+        beta = ops.cast(self.beta_variable, "float32")
+        if self.kl_schedule is None:
+            return beta
+        return beta * ops.cast(self.kl_schedule(step), "float32")
+
+    def kl_regularizer(self, kl, kl_dims, sample_weight, step):
+        """R(KL), what the weight multiplies: the mean KL, or free bits on it.
+
+        With free bits each latent dimension's batch-mean KL is held at
+        `free_bits` at least (no gradient below it); where the KL does not
+        split by dimension (full covariance, Monte Carlo KL) the whole KL is
+        one group held at `free_bits * latent_dim`.
         """
-        posterior = self._posterior(x, training=training)
-        z = self.sampling(posterior)
-        output = _to_float32(self.decoder(z, training=training))
-        reconstruction = -self.likelihood.log_prob(x, output)
-        kl = self.kl_divergence(posterior)
-        reconstruction_loss = _batch_mean(reconstruction, sample_weight)
-        kl_loss = _batch_mean(kl, sample_weight)
-        loss = reconstruction_loss + ops.cast(self.beta_variable, "float32") * kl_loss
-        return {"loss": loss, "reconstruction_loss": reconstruction_loss, "kl_loss": kl_loss}
+        if self.free_bits <= 0:
+            return batch_mean(kl, sample_weight)
+        if kl_dims is None:
+            return ops.maximum(batch_mean(kl, sample_weight), self.free_bits * self.latent_dim)
+        return ops.sum(ops.maximum(batch_mean(kl_dims, sample_weight), self.free_bits))
+
+    def split_data(self, x, y):
+        """`(inputs, labels)` from a batch; unconditional models ignore `y`."""
+        return x, None
+
+    # === Loss ===
+    def elbo_terms(self, x, labels=None, training=False, seed=None):
+        """Per-example `reconstruction_loss` (-log p(x | z)) and `kl_loss`, one draw of z.
+
+        Also returns the posterior and the per-dimension KL for the loss. The
+        negative ELBO of an example is `reconstruction_loss + kl_loss`.
+        """
+        posterior = self._posterior(x, labels, training=training)
+        z = self.sampling(posterior, seed=seed)
+        output = self._decoder_output(z, labels, training=training)
+        return {
+            "reconstruction_loss": -self.likelihood.log_prob(x, output),
+            "kl_loss": self.kl_divergence(posterior, z),
+            "kl_dims": self.kl_per_dimension(posterior),
+        }
+
+    def advance_step(self, training):
+        """The step the schedule reads; counts up once per training step."""
+        step = self.kl_step.value
+        if training:
+            self.kl_step.assign(step + 1)
+        return step
+
+    def compute_vae_losses(self, x, y=None, sample_weight=None, training=False):
+        """The loss dict of one batch, keyed by `loss_keys`.
+
+        Backend-neutral; each backend's step differentiates `loss`, or
+        `objective` when a family returns one (a surrogate whose gradient is
+        the estimator it wants, e.g. DReG).
+        """
+        inputs, labels = self.split_data(x, y)
+        step = self.advance_step(training)
+        terms = self.elbo_terms(inputs, labels, training=training)
+        reconstruction_loss = batch_mean(terms["reconstruction_loss"], sample_weight)
+        kl_loss = batch_mean(terms["kl_loss"], sample_weight)
+        weight = self.kl_weight(step)
+        regularizer = self.kl_regularizer(terms["kl_loss"], terms["kl_dims"], sample_weight, step)
+        losses = {
+            "loss": reconstruction_loss + weight * regularizer,
+            "reconstruction_loss": reconstruction_loss,
+            "kl_loss": kl_loss,
+            "beta": weight,
+        }
+        if "kl_term" in self.loss_keys:
+            losses["kl_term"] = regularizer
+        return losses
 
     @property
     def metrics(self):
@@ -256,34 +449,99 @@ class VAE(backend_trainer(), keras.Model):
             tracker.update_state(losses[tracker.name])
         return {tracker.name: tracker.result() for tracker in self.trackers}
 
+    # === Importance sampling ===
+    def log_importance_weights(self, x, labels=None, num_samples=1, training=False, seed=None):
+        """`log w_k = log p(x, z_k) - log q(z_k | x)`, shape `(num_samples, batch)`.
+
+        One vectorized pass: the K draws share one encoder pass, and the
+        decoder sees all K * batch latents at once.
+        """
+        check_positive_int("num_samples", num_samples)
+        posterior = to_float32(self._posterior(x, labels, training=training))
+        stacked = [ops.broadcast_to(t, (num_samples,) + tuple(ops.shape(t))) for t in posterior]
+        z = self.sampling(stacked, seed=seed)  # (K, batch, latent_dim)
+        batch = ops.shape(x)[0]
+        flat_z = ops.reshape(z, (-1, self.latent_dim))
+        flat_labels = None if labels is None else tile_samples(labels, num_samples)
+        output = self._decoder_output(flat_z, flat_labels, training=training)
+        log_px_z = self.likelihood.log_prob(tile_samples(x, num_samples), output)
+        log_px_z = ops.reshape(log_px_z, (num_samples, batch))
+        return log_px_z + self.prior_log_prob(z) - self.posterior_log_prob(z, stacked)
+
     # === Inference ===
     def call(self, inputs, training=False):
+        if self.num_classes is not None and isinstance(inputs, (list, tuple)):
+            return self.reconstruct(inputs[0], labels=inputs[1], training=training)
         return self.reconstruct(inputs, training=training)
 
-    def encode(self, x, training=False):
+    def encode(self, x, labels=None, training=False):
         """Posterior parameters `[z_mean, z_log_var]` (or `[z_mean, scale_tril]`)."""
-        return self._posterior(x, training=training)
+        self.check_labels(labels)
+        return self._posterior(x, labels, training=training)
 
-    def decode(self, z, training=False):
+    def encode_outputs(self, x, labels=None):
+        """The posterior parameters by name (what the `encode` signature returns)."""
+        mean, second = to_float32(self.encode(x, labels))
+        second_name, _ = posterior_parameter((None, self.latent_dim), self.covariance)
+        return {"z_mean": mean, second_name: second}
+
+    def decode(self, z, labels=None, training=False):
         """E[x | z]: pixel probabilities (Bernoulli) or means (Gaussian)."""
-        return self.likelihood.mean(self.decoder(z, training=training))
+        self.check_labels(labels)
+        return self.likelihood.mean(self._decoder_output(z, labels, training=training))
 
-    def reconstruct(self, x, training=False):
+    def decode_outputs(self, z, labels=None):
+        """The likelihood's parameters by name (what the `decode` signature returns)."""
+        self.check_labels(labels)
+        return self.likelihood.outputs(self._decoder_output(z, labels))
+
+    def reconstruct(self, x, labels=None, training=False):
         """Decodes the posterior mean of `x` (deterministic)."""
-        return self.decode(self._posterior(x, training=training)[0], training=training)
+        self.check_labels(labels)
+        mean = self._posterior(x, labels, training=training)[0]
+        return self.likelihood.mean(self._decoder_output(mean, labels, training=training))
 
-    def sample(self, num_samples, seed=None):
-        """Decodes `num_samples` draws from the prior N(0, I)."""
+    def negative_elbo(self, x, labels=None, seed=ELBO_SEED):
+        """Per-example negative ELBO and its parts, from one draw with `seed`.
+
+        An anomaly score: large for examples the model explains badly. What
+        the exported `elbo` signature returns.
+        """
+        self.check_labels(labels)
+        terms = self.elbo_terms(x, labels, seed=seed)
+        return {
+            "negative_elbo": terms["reconstruction_loss"] + terms["kl_loss"],
+            "reconstruction_loss": terms["reconstruction_loss"],
+            "kl_loss": terms["kl_loss"],
+        }
+
+    def sample_latent(self, num_samples, seed=None):
+        """`num_samples` draws of z from the prior."""
+        normal_dim, uniform_dim = self.prior_noise_dims
+        generator = keras.random.SeedGenerator(seed) if isinstance(seed, int) else seed
+        normal = keras.random.normal((num_samples, normal_dim), seed=generator)
+        uniform = None
+        if uniform_dim:
+            uniform = keras.random.uniform((num_samples, uniform_dim), seed=generator)
+        return self.latent_from_noise(normal, uniform)
+
+    def sample(self, num_samples, seed=None, labels=None):
+        """Decodes `num_samples` draws from the prior."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
             raise ValueError(
                 f"num_samples must be an integer. Received: num_samples={num_samples!r}"
             )
         if num_samples <= 0:
             raise ValueError(f"num_samples must be positive. Received: num_samples={num_samples}")
-        z = keras.random.normal((int(num_samples), self.latent_dim), seed=seed)
-        return self.decode(z)
+        self.check_labels(labels, num_samples)
+        z = self.sample_latent(int(num_samples), seed=seed)
+        return self.decode(z, labels)
 
     def compute_output_shape(self, input_shape):
+        if self.num_classes is not None and isinstance(input_shape, (list, tuple)) and (
+            isinstance(input_shape[0], (list, tuple))
+        ):
+            return tuple(input_shape[0])
         return tuple(input_shape)
 
     # === Serialization ===
@@ -296,6 +554,8 @@ class VAE(backend_trainer(), keras.Model):
                 "likelihood": keras.saving.serialize_keras_object(self.likelihood),
                 "beta": self.beta,
                 "covariance": self.covariance,
+                "kl_schedule": keras.saving.serialize_keras_object(self.kl_schedule),
+                "free_bits": self.free_bits,
                 "seed": self.seed,
             }
         )
@@ -304,6 +564,12 @@ class VAE(backend_trainer(), keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("encoder", "decoder", "likelihood"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in ("encoder", "decoder", "likelihood", "kl_schedule"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def log_mean_exp(values, axis=0):
+    """log(mean(exp(values))) along `axis`, computed stably."""
+    return ops.logsumexp(values, axis=axis) - math.log(values.shape[axis])

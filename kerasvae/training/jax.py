@@ -13,15 +13,16 @@ class JAXSteps:
     """
 
     def _stateless_losses(
-        self, trainable_values, non_trainable_values, x, sample_weight, training, optimizer_values=None
+        self, trainable_values, non_trainable_values, x, y, sample_weight, training, optimizer_values=None
     ):
         mapping = list(zip(self.trainable_variables, trainable_values)) + list(
             zip(self.non_trainable_variables, non_trainable_values)
         )
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            losses = self.compute_vae_losses(x, sample_weight=sample_weight, training=training)
+            losses = self.compute_vae_losses(x, y, sample_weight=sample_weight, training=training)
         new_non_trainable = [scope.get_current_value(v) for v in self.non_trainable_variables]
-        loss = losses["loss"]
+        # Differentiate the family's surrogate objective when it has one.
+        loss = losses.pop("objective", losses["loss"])
         if optimizer_values is not None:
             # A LossScaleOptimizer (mixed_float16) divides the gradients by its
             # current scale, read from the optimizer state: scale to match.
@@ -45,10 +46,10 @@ class JAXSteps:
 
     def train_step(self, state, data):
         trainable, non_trainable, optimizer_values, metrics_values = state
-        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         grad_fn = jax.value_and_grad(self._stateless_losses, has_aux=True)
         (_, (losses, non_trainable)), grads = grad_fn(
-            trainable, non_trainable, x, sample_weight, True, optimizer_values
+            trainable, non_trainable, x, y, sample_weight, True, optimizer_values
         )
         trainable, optimizer_values = self.optimizer.stateless_apply(
             optimizer_values, grads, trainable
@@ -58,9 +59,9 @@ class JAXSteps:
 
     def test_step(self, state, data):
         trainable, non_trainable, metrics_values = state
-        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         _, (losses, non_trainable) = self._stateless_losses(
-            trainable, non_trainable, x, sample_weight, False
+            trainable, non_trainable, x, y, sample_weight, False
         )
         logs, metrics_values = self._stateless_update_trackers(metrics_values, losses)
         return logs, (trainable, non_trainable, metrics_values)

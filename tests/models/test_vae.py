@@ -11,7 +11,7 @@ import kerasvae
 from kerasvae import data, zoo
 from tests.helpers import DATA_SHAPE, random_images, save_and_load, tiny_vae
 
-LOSS_KEYS = {"loss", "reconstruction_loss", "kl_loss"}
+LOSS_KEYS = {"loss", "reconstruction_loss", "kl_loss", "beta"}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
