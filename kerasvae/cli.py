@@ -308,6 +308,7 @@ def cmd_presets(args):
 
     for name, preset in zoo.PRESETS.items():
         print(f"{name:28s} {preset.description}")
+    return 0
 
 
 def cmd_pretrained(args):
@@ -579,6 +580,8 @@ def cmd_evaluate(args):
     from kerasvae import data, evaluation
 
     model = _load_model(args.model, unsafe=args.unsafe).require_keras("evaluate")
+    if not getattr(model, "compiled", False):  # a weights-only file: evaluate needs compile
+        model.compile(optimizer=keras.optimizers.Adam())
     if args.output:
         _output_file(args.output, (".json",), "--output file")
     (_, _), (x_test, _) = data.load_fashion_mnist(args.data_dir)
@@ -678,7 +681,7 @@ def main(argv=None):
         )
         return 2
     try:
-        return HANDLERS[args.verb](args)
+        return HANDLERS[args.verb](args) or 0
     except (CommandError, FileNotFoundError, FileExistsError, ValueError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
