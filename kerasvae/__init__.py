@@ -8,7 +8,17 @@ from kerasvae import _startup  # noqa: E402
 
 _startup.prepare_command_line()
 
-from kerasvae import callbacks, data, divergences, evaluation, likelihoods, networks, pretrained, zoo
+from kerasvae import (
+    callbacks,
+    data,
+    divergences,
+    evaluation,
+    likelihoods,
+    networks,
+    pretrained,
+    schedules,
+    zoo,
+)
 from kerasvae.layers import CholeskyPosterior, GaussianPosterior, Sampling
 from kerasvae.likelihoods import Bernoulli, Gaussian
 from kerasvae.models import VAE
@@ -40,5 +50,6 @@ __all__ = [
     "likelihoods",
     "networks",
     "pretrained",
+    "schedules",
     "zoo",
 ]

@@ -70,12 +70,11 @@ class ImageSnapshots(keras.callbacks.Callback):
     `samples_epoch_<E>.png` into `directory` with `kerasvae.plotting` (each
     PNG written atomically). With `log_dir` the same pictures also go to
     TensorBoard as image summaries (tags `reconstructions` and `samples`,
-    step = epoch number), written with `tf.summary`, which needs TensorFlow
-    installed (a kerasvae dependency) but not the TensorFlow backend: on
-    Keras/JAX the pictures are drawn with NumPy and matplotlib and only the
-    event file goes through TensorFlow. The samples use the same seed each
-    time, so successive snapshots show the same prior draws as the model
-    learns.
+    step = epoch number), the PNG bytes themselves, in an event file written
+    with TensorBoard's own writer (`tensorboard.summary.writer`), not with
+    TensorFlow ops: it works the same on Keras/TensorFlow and Keras/JAX. The
+    samples use the same seed each time, so successive snapshots show the
+    same prior draws as the model learns.
 
     Args:
         directory: str. Folder for the PNGs (made when missing).
@@ -157,13 +156,47 @@ class ImageSnapshots(keras.callbacks.Callback):
         return paths
 
     def _summarize(self, epoch, pictures):
-        import tensorflow as tf
-        from matplotlib.image import imread
-
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
-        with self._writer.as_default():
-            for tag, path in pictures.items():
-                pixels = imread(path)[..., :3]  # RGBA floats in [0, 1]
-                tf.summary.image(tag, pixels[None], step=epoch)
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+            self._writer = EventFileWriter(os.path.join(self.log_dir, "images"))
+        for tag, path in pictures.items():
+            with open(path, "rb") as f:
+                self._writer.add_event(_image_event(tag, f.read(), epoch))
         self._writer.flush()
+
+
+def _png_size(data):
+    """`(width, height)` from a PNG's IHDR chunk."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("Not a PNG file: the signature bytes are missing.")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _image_event(tag, png, step):
+    """A TensorBoard event holding one PNG as an image summary.
+
+    Built from TensorBoard's own protocol buffers, in the layout its image
+    plugin reads (a string tensor `[width, height, png]`), so neither
+    TensorFlow ops nor the TensorFlow backend are involved.
+    """
+    import time
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
+    from tensorboard.compat.proto import tensor_shape_pb2, types_pb2
+    from tensorboard.plugins.image import metadata
+
+    width, height = _png_size(png)
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        string_val=[str(width).encode(), str(height).encode(), png],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=3)]
+        ),
+    )
+    value = summary_pb2.Summary.Value(
+        tag=tag, tensor=tensor, metadata=metadata.create_summary_metadata(tag, "")
+    )
+    return event_pb2.Event(
+        wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=[value])
+    )

@@ -254,16 +254,11 @@ def _load_model(spec, unsafe=False):
 
 
 def _load_savedmodel(path):
-    import tensorflow as tf
+    from kerasvae import export
 
-    from kerasvae.export import load_metadata
-
+    loaded = export.verify_saved_model(path)  # clear errors for a damaged or foreign folder
     try:
-        loaded = tf.saved_model.load(path)
-    except Exception as e:  # TF raises several types for a damaged folder
-        raise CommandError(f"the SavedModel at {path!r} cannot be loaded: {e}") from None
-    try:
-        num_classes = load_metadata(path).get("num_classes")
+        num_classes = export.load_metadata(path).get("num_classes")
     except (OSError, ValueError):
         num_classes = None
     return LoadedModel(loaded, "savedmodel", path, num_classes=num_classes)
@@ -575,7 +570,6 @@ def cmd_plot(args):
 
 def cmd_evaluate(args):
     import keras
-    import numpy as np
 
     from kerasvae import data, evaluation
 
@@ -584,36 +578,19 @@ def cmd_evaluate(args):
         model.compile(optimizer=keras.optimizers.Adam())
     if args.output:
         _output_file(args.output, (".json",), "--output file")
-    (_, _), (x_test, _) = data.load_fashion_mnist(args.data_dir)
-    print(f"ELBO on {len(x_test)} test images:")
-    parts = model.evaluate(x_test, batch_size=500, verbose=_progress_verbose(), return_dict=True)
-    subset = x_test[: args.nll_examples]
-    print(f"Importance-sampled NLL, K={args.nll_samples}, on {len(subset)} test images:")
-    progress = keras.utils.Progbar(len(subset), verbose=_progress_verbose(), unit_name="image")
-    chunk = max(1, 5000 // args.nll_samples)
-    log_px = []
-    for start in range(0, len(subset), chunk):
-        batch = subset[start : start + chunk]
-        log_px.append(evaluation.importance_sampled_log_likelihood(
-            model, batch, num_samples=args.nll_samples, batch_size=chunk, seed=start))
-        progress.add(len(batch))
-    log_px = np.concatenate(log_px)
-    count, _ = evaluation.active_units(model, x_test)
-    nll = float(-log_px.mean())
-    dims = int(np.prod(model.data_shape))
-    metrics = {
-        "examples": int(len(x_test)),
-        "negative_elbo": float(parts["reconstruction_loss"] + parts["kl_loss"]),
-        "loss": float(parts["loss"]),
-        "reconstruction_loss": float(parts["reconstruction_loss"]),
-        "kl_loss": float(parts["kl_loss"]),
-        "nll_importance_sampled": nll,
-        "nll_examples": int(len(subset)),
-        "nll_num_samples": int(args.nll_samples),
-        "bits_per_dim": nll / (np.log(2.0) * dims),
-        "active_units": count,
-        "latent_dim": model.latent_dim,
-    }
+    (_, _), (x_test, y_test) = data.load_fashion_mnist(args.data_dir)
+    print(
+        f"Evaluating on {len(x_test)} test images (importance-sampled NLL with "
+        f"K={args.nll_samples} on the first {min(args.nll_examples, len(x_test))})"
+    )
+    metrics = evaluation.evaluate_vae(
+        model,
+        x_test,
+        labels=y_test if getattr(model, "num_classes", None) else None,
+        num_importance_samples=args.nll_samples,
+        nll_examples=args.nll_examples,
+        verbose=_progress_verbose(),
+    )
     print("Test set:")
     _print_metrics(metrics)
     if args.output:

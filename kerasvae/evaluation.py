@@ -10,8 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasvae import divergences
-from kerasvae.layers.sampling import Sampling
+from kerasvae.training import compiled
 
 
 def _batches(x, batch_size):
@@ -19,94 +18,157 @@ def _batches(x, batch_size):
         yield x[start : start + batch_size]
 
 
-def _posterior_log_prob(model, z, posterior):
-    mean, second = posterior
-    if model.covariance == "diagonal":
-        return divergences.diagonal_normal_log_prob(z, mean, second)
-    return divergences.full_normal_log_prob(z, mean, second)
+def _log_weights_function(model, num_samples, seed):
+    """`x, labels -> log w` of shape (num_samples, batch), compiled on TensorFlow.
+
+    The draws come from a generator of their own, so an evaluation never
+    advances the model's training noise stream.
+    """
+    generator = keras.random.SeedGenerator(seed)
+
+    def log_weights(x, labels):
+        return model.log_importance_weights(x, labels, num_samples=num_samples, seed=generator)
+
+    return compiled(log_weights)
 
 
-def importance_sampled_log_likelihood(model, x, num_samples=100, batch_size=100, seed=None):
+def importance_sampled_log_likelihood(
+    model, x, labels=None, num_samples=100, batch_size=100, chunk_size=None, seed=None, verbose=0
+):
     """Per-example estimate of log p(x) with `num_samples` importance samples.
 
     ```
-    log p(x) >= log 1/K sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x)
+    log p(x) >= log 1/K sum_k p(x, z_k) / q(z_k | x),  z_k ~ q(z | x)
     ```
 
     The bound tightens as K grows (Burda et al., 2016) and is never looser
-    than the ELBO (K = 1).
+    than the ELBO (K = 1). The K draws go through the model in chunks of
+    `chunk_size` and are combined with a running log-sum-exp, so memory is
+    bounded by `batch_size * chunk_size` decoder outputs whatever K is. The
+    weights come from the model's `log_importance_weights`, so every family
+    (its own prior, its own levels) is evaluated by its own density.
+
+    Args:
+        model: a kerasvae model.
+        x: NumPy array of examples.
+        labels: NumPy array of labels for conditional models, else `None`.
+        num_samples: int. K, the number of importance samples per example.
+        batch_size: int. Examples per pass.
+        chunk_size: int or None. Draws per pass; `None` picks one so that a
+            pass decodes about 10,000 latents.
+        seed: int or None. Seed of the draws.
+        verbose: int. 1 shows a Keras progress bar over the examples.
 
     Returns:
         NumPy array of shape `(len(x),)`.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
-        raise ValueError(f"num_samples must be a positive integer. Received: num_samples={num_samples!r}")
-    sampling = Sampling(covariance=model.covariance, seed=seed)
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    x = np.asarray(x, dtype="float32")
+    model.check_labels(labels, len(x))
+    if chunk_size is None:
+        chunk_size = max(1, min(num_samples, 10_000 // batch_size))
+    chunks = [min(chunk_size, num_samples - start) for start in range(0, num_samples, chunk_size)]
+    functions = {
+        k: _log_weights_function(model, k, None if seed is None else seed + i)
+        for i, k in enumerate(sorted(set(chunks)))
+    }
+    progress = keras.utils.Progbar(len(x), unit_name="example") if verbose else None
     results = []
-    for batch in _batches(np.asarray(x, dtype="float32"), batch_size):
-        n = len(batch)
-        mean, second = [ops.cast(t, "float32") for t in model.encode(batch)]
-        k_mean = ops.broadcast_to(mean, (num_samples,) + tuple(mean.shape))
-        k_second = ops.broadcast_to(second, (num_samples,) + tuple(second.shape))
-        z = sampling([k_mean, k_second])  # (K, batch, latent_dim)
-        flat_z = ops.reshape(z, (num_samples * n, model.latent_dim))
-        output = keras.tree.map_structure(
-            lambda t: ops.cast(t, "float32"), model.decoder(flat_z, training=False)
-        )
-        tiled_x = ops.reshape(
-            ops.broadcast_to(batch, (num_samples,) + batch.shape), (num_samples * n,) + batch.shape[1:]
-        )
-        log_px_z = ops.reshape(model.likelihood.log_prob(tiled_x, output), (num_samples, n))
-        log_pz = divergences.standard_normal_log_prob(z)
-        log_qz = _posterior_log_prob(model, z, (k_mean, k_second))
-        log_w = log_px_z + log_pz - log_qz
-        results.append(ops.convert_to_numpy(ops.logsumexp(log_w, axis=0)) - math.log(num_samples))
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        batch_labels = None if labels is None else np.asarray(labels)[start : start + batch_size]
+        total = None  # running logsumexp over the draws so far
+        for k in chunks:
+            chunk = ops.convert_to_numpy(functions[k](batch, batch_labels)).astype("float64")
+            chunk = np.logaddexp.reduce(chunk, axis=0)
+            total = chunk if total is None else np.logaddexp(total, chunk)
+        results.append(total - math.log(num_samples))
+        if progress is not None:
+            progress.add(len(batch))
     return np.concatenate(results)
 
 
-def posterior_means(model, x, batch_size=500):
+def _labelled_batches(x, labels, batch_size):
+    x = np.asarray(x, "float32")
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], (
+            None if labels is None else np.asarray(labels)[start : start + batch_size]
+        )
+
+
+def posterior_means(model, x, labels=None, batch_size=500):
     return np.concatenate(
-        [ops.convert_to_numpy(model.encode(b)[0]) for b in _batches(np.asarray(x, "float32"), batch_size)]
+        [
+            ops.convert_to_numpy(model.encode(b, labels=lab)[0])
+            for b, lab in _labelled_batches(x, labels, batch_size)
+        ]
     )
 
 
-def active_units(model, x, threshold=0.01, batch_size=500):
+def active_units(model, x, labels=None, threshold=0.01, batch_size=500):
     """Latent dimensions whose posterior mean varies across the data.
 
     A unit is active when Cov_x(E_q[z_d]) > `threshold` (Burda et al., 2016);
-    inactive units have collapsed to the prior.
+    inactive units have collapsed to the prior. For the hierarchical family
+    this is the latent that `encode` returns first.
 
     Returns:
         `(count, variances)`: the number of active units and each unit's variance.
     """
-    variances = posterior_means(model, x, batch_size).var(axis=0)
+    variances = posterior_means(model, x, labels, batch_size).var(axis=0)
     return int(np.sum(variances > threshold)), variances
 
 
-def kl_per_dimension(model, x, batch_size=500):
-    """Mean KL(q(z_d | x) || N(0, 1)) of each latent dimension (diagonal models)."""
-    if model.covariance != "diagonal":
-        raise ValueError(
-            "kl_per_dimension needs a diagonal posterior (a full covariance does not "
-            f"split by dimension). Received: covariance={model.covariance!r}"
-        )
-    totals = np.zeros(model.latent_dim)
-    for batch in _batches(np.asarray(x, "float32"), batch_size):
-        mean, log_var = [ops.convert_to_numpy(ops.cast(t, "float32")).astype("float64") for t in model.encode(batch)]
-        totals += 0.5 * np.sum(mean**2 + np.expm1(log_var) - log_var, axis=0)
+def kl_per_dimension(model, x, labels=None, batch_size=500):
+    """Mean KL(q(z_d | x) || p(z_d)) of each latent dimension, where it splits.
+
+    Uses the model's `kl_per_dimension` (closed form against N(0, I)); models
+    whose KL does not split by dimension (full covariance, VampPrior) are
+    refused with the reason.
+    """
+    totals = None
+    for batch, lab in _labelled_batches(x, labels, batch_size):
+        dims = model.kl_per_dimension(model.encode(batch, labels=lab))
+        if dims is None:
+            raise ValueError(
+                f"kl_per_dimension needs a KL that splits by latent dimension; "
+                f"{type(model).__name__} with covariance={model.covariance!r} has none."
+            )
+        part = np.sum(ops.convert_to_numpy(dims).astype("float64"), axis=0)
+        totals = part if totals is None else totals + part
     return totals / len(x)
 
 
-def evaluate_vae(model, x, num_importance_samples=100, nll_examples=1000, batch_size=500, seed=0):
+def evaluate_vae(
+    model,
+    x,
+    labels=None,
+    num_importance_samples=100,
+    nll_examples=1000,
+    batch_size=500,
+    seed=0,
+    verbose=0,
+):
     """A summary dict: ELBO parts on all of `x`, the importance-sampled NLL on
-    the first `nll_examples` examples, bits per dimension and active units."""
-    elbo_parts = model.evaluate(x, batch_size=batch_size, verbose=0, return_dict=True)
+    the first `nll_examples` examples with its standard error, bits per
+    dimension and active units."""
+    model.check_labels(labels, len(x))
+    elbo_parts = model.evaluate(x, labels, batch_size=batch_size, verbose=0, return_dict=True)
     subset = np.asarray(x[:nll_examples])
+    subset_labels = None if labels is None else np.asarray(labels)[:nll_examples]
     log_px = importance_sampled_log_likelihood(
-        model, subset, num_samples=num_importance_samples, batch_size=max(1, 5000 // num_importance_samples), seed=seed
+        model,
+        subset,
+        subset_labels,
+        num_samples=num_importance_samples,
+        batch_size=100,
+        seed=seed,
+        verbose=verbose,
     )
     dims = int(np.prod(model.data_shape))
-    count, _ = active_units(model, x, batch_size=batch_size)
+    count, _ = active_units(model, x, labels, batch_size=batch_size)
     nll = float(-log_px.mean())
     return {
         "examples": int(len(x)),
@@ -115,6 +177,7 @@ def evaluate_vae(model, x, num_importance_samples=100, nll_examples=1000, batch_
         "reconstruction_loss": float(elbo_parts["reconstruction_loss"]),
         "kl_loss": float(elbo_parts["kl_loss"]),
         "nll_importance_sampled": nll,
+        "nll_standard_error": float(log_px.std(ddof=1) / math.sqrt(len(log_px))) if len(log_px) > 1 else None,
         "nll_examples": int(len(subset)),
         "nll_num_samples": int(num_importance_samples),
         "bits_per_dim": nll / (math.log(2.0) * dims),

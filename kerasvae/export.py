@@ -6,13 +6,24 @@ a stable name):
 
 | signature       | inputs                                   | outputs                                  |
 |-----------------|------------------------------------------|------------------------------------------|
-| encode          | x: float32 (batch, *data_shape)          | z_mean, z_log_var (or scale_tril)        |
+| encode          | x: float32 (batch, *data_shape)          | z_mean, z_log_var (or scale_tril; the    |
+|                 |                                          | hierarchical family names each level)    |
 | decode          | z: float32 (batch, latent_dim)           | the likelihood's: probabilities, logits  |
-|                 |                                          | (Bernoulli) or mean, log_var (Gaussian)  |
+|                 |                                          | (Bernoulli), mean, log_var (Gaussian) or |
+|                 |                                          | mean, log_scale (discretized logistic)   |
 | reconstruct     | x                                        | reconstruction                           |
-| sample          | num_samples: int32 scalar                | samples, z                               |
+| sample          | num_samples: int32 scalar                | samples, z (z from the model's prior)    |
 | sample_seeded   | num_samples: int32 scalar, seed: int64   | samples, z (same seed, same samples)     |
+| elbo            | x                                        | negative_elbo, reconstruction_loss,      |
+|                 |                                          | kl_loss per example (an anomaly score;   |
+|                 |                                          | one posterior draw with a fixed seed)    |
+| prior_log_prob  | z                                        | log_prob: log p(z) per row               |
 | serving_default | x                                        | reconstruction (same as reconstruct)     |
+
+A conditional model (`num_classes` set) adds `label: int64 (batch,)` to
+encode, decode, reconstruct, elbo and serving_default; its sample and
+sample_seeded take `label` instead of `num_samples` and draw one sample per
+label. Labels outside [0, num_classes) or of the wrong count are refused.
 
 Inputs are checked in the graph, where TF Serving runs them: a wrong rank or
 example shape is an `InvalidArgumentError` naming the shape received (a
@@ -38,9 +49,17 @@ import uuid
 import keras
 import tensorflow as tf
 
-from kerasvae.layers.sampling import posterior_parameter
 
-SIGNATURE_NAMES = ("encode", "decode", "reconstruct", "sample", "sample_seeded", "serving_default")
+SIGNATURE_NAMES = (
+    "encode",
+    "decode",
+    "reconstruct",
+    "sample",
+    "sample_seeded",
+    "elbo",
+    "prior_log_prob",
+    "serving_default",
+)
 MAX_NUM_SAMPLES = 10_000
 METADATA_FILE = os.path.join("assets.extra", "kerasvae.json")
 
@@ -78,61 +97,157 @@ def _checked(tensor, example_shape, name):
         return tf.identity(tensor)
 
 
+def _check_labels(label, num_classes):
+    """In-graph check that every label lies in [0, num_classes)."""
+    return tf.debugging.Assert(
+        tf.reduce_all(tf.logical_and(label >= 0, label < num_classes)),
+        [f"label must lie in [0, {num_classes}). Received: label=", label],
+        summarize=16,
+    )
+
+
+def _checked_labels(label, num_classes, batch_of=None):
+    """`label` after in-graph checks of its range and, if given, its count."""
+    checks = [_check_labels(label, num_classes)]
+    if batch_of is not None:
+        checks.append(
+            tf.debugging.Assert(
+                tf.equal(tf.shape(label)[0], tf.shape(batch_of)[0]),
+                ["label must have one entry per example. Received labels:", tf.shape(label)[0],
+                 "examples:", tf.shape(batch_of)[0]],
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(label)
+
+
+def _prior_noise(model, num_samples, seed=None):
+    """Standard normal and uniform noise for a prior draw, stateless when seeded."""
+    normal_dim, uniform_dim = model.prior_noise_dims
+    if seed is None:
+        normal = tf.random.normal(tf.stack([num_samples, normal_dim]))
+        uniform = tf.random.uniform(tf.stack([num_samples, uniform_dim])) if uniform_dim else None
+        return normal, uniform
+    normal = tf.random.stateless_normal(tf.stack([num_samples, normal_dim]), seed=tf.stack([seed, 0]))
+    uniform = None
+    if uniform_dim:
+        uniform = tf.random.stateless_uniform(
+            tf.stack([num_samples, uniform_dim]), seed=tf.stack([seed, 1])
+        )
+    return normal, uniform
+
+
 def build_signatures(model):
     """Returns `{name: tf.function}` for every serving signature of `model`.
 
-    Each function has a fixed `input_signature` with a dynamic batch axis.
+    Each function has a fixed `input_signature` with a dynamic batch axis. The
+    export is family-agnostic: it uses only the methods every kerasvae model
+    inherits from `kerasvae.models.VAE` (`encode_outputs`, `decode_outputs`,
+    `reconstruct`, `negative_elbo`, `prior_log_prob`, `prior_noise_dims`,
+    `latent_from_noise`). A conditional model (`num_classes` set) takes a
+    `label` (int64, one per example) in every signature that decodes or
+    encodes; its `sample` and `sample_seeded` draw one sample per label.
     """
-    if not hasattr(model, "encoder") or not hasattr(model, "likelihood"):
+    required = ("encode_outputs", "decode_outputs", "negative_elbo", "prior_log_prob", "latent_from_noise")
+    if not all(hasattr(model, name) for name in required):
         raise TypeError(
-            "export needs a kerasvae model (with encoder, decoder and likelihood). "
+            "export needs a kerasvae model (a subclass of kerasvae.models.VAE). "
             f"Received: {type(model).__name__}"
         )
     data_shape = tuple(model.data_shape)
     latent_dim = model.latent_dim
-    second_name, _ = posterior_parameter((None, latent_dim), model.covariance)
+    num_classes = model.num_classes
     x_spec = tf.TensorSpec((None,) + data_shape, tf.float32, name="x")
     z_spec = tf.TensorSpec((None, latent_dim), tf.float32, name="z")
     n_spec = tf.TensorSpec((), tf.int32, name="num_samples")
     seed_spec = tf.TensorSpec((), tf.int64, name="seed")
+    label_spec = tf.TensorSpec((None,), tf.int64, name="label")
 
-    def decode_outputs(z):
-        return _float32(model.likelihood.outputs(model.decoder(z, training=False)))
+    def decoded_mean(z, label=None):
+        return tf.cast(model.decode(z, label), tf.float32)
 
-    def decoded_mean(z):
-        return tf.cast(model.likelihood.mean(model.decoder(z, training=False)), tf.float32)
+    def prior_draw(num_samples, seed=None):
+        normal, uniform = _prior_noise(model, num_samples, seed)
+        return tf.cast(model.latent_from_noise(normal, uniform), tf.float32)
 
-    @tf.function(input_signature=[x_spec])
-    def encode(x):
-        mean, second = _float32(model.encode(_checked(x, data_shape, "x")))
-        return {"z_mean": mean, second_name: second}
+    if num_classes is None:
+
+        @tf.function(input_signature=[x_spec])
+        def encode(x):
+            return _float32(model.encode_outputs(_checked(x, data_shape, "x")))
+
+        @tf.function(input_signature=[z_spec])
+        def decode(z):
+            return _float32(model.decode_outputs(_checked(z, (latent_dim,), "z")))
+
+        @tf.function(input_signature=[x_spec])
+        def reconstruct(x):
+            return {"reconstruction": tf.cast(model.reconstruct(_checked(x, data_shape, "x")), tf.float32)}
+
+        @tf.function(input_signature=[x_spec])
+        def elbo(x):
+            return _float32(model.negative_elbo(_checked(x, data_shape, "x")))
+
+        @tf.function(input_signature=[n_spec])
+        def sample(num_samples):
+            with tf.control_dependencies([_check_num_samples(num_samples)]):
+                z = prior_draw(num_samples)
+            return {"samples": decoded_mean(z), "z": z}
+
+        @tf.function(input_signature=[n_spec, seed_spec])
+        def sample_seeded(num_samples, seed):
+            with tf.control_dependencies([_check_num_samples(num_samples)]):
+                z = prior_draw(num_samples, seed)
+            return {"samples": decoded_mean(z), "z": z}
+
+    else:
+
+        def labelled(x, label):
+            x = _checked(x, data_shape, "x")
+            return x, _checked_labels(label, num_classes, batch_of=x)
+
+        @tf.function(input_signature=[x_spec, label_spec])
+        def encode(x, label):
+            return _float32(model.encode_outputs(*labelled(x, label)))
+
+        @tf.function(input_signature=[z_spec, label_spec])
+        def decode(z, label):
+            z = _checked(z, (latent_dim,), "z")
+            return _float32(model.decode_outputs(z, _checked_labels(label, num_classes, batch_of=z)))
+
+        @tf.function(input_signature=[x_spec, label_spec])
+        def reconstruct(x, label):
+            return {"reconstruction": tf.cast(model.reconstruct(*labelled(x, label)), tf.float32)}
+
+        @tf.function(input_signature=[x_spec, label_spec])
+        def elbo(x, label):
+            return _float32(model.negative_elbo(*labelled(x, label)))
+
+        def labelled_count(label):
+            label = _checked_labels(label, num_classes)
+            count = tf.shape(label)[0]
+            with tf.control_dependencies([_check_num_samples(count)]):
+                return label, tf.identity(count)
+
+        @tf.function(input_signature=[label_spec])
+        def sample(label):
+            label, count = labelled_count(label)
+            z = prior_draw(count)
+            return {"samples": decoded_mean(z, label), "z": z}
+
+        @tf.function(input_signature=[label_spec, seed_spec])
+        def sample_seeded(label, seed):
+            label, count = labelled_count(label)
+            z = prior_draw(count, seed)
+            return {"samples": decoded_mean(z, label), "z": z}
+
+    @tf.function(input_signature=list(reconstruct.input_signature))
+    def serving_default(*inputs):
+        return reconstruct(*inputs)
 
     @tf.function(input_signature=[z_spec])
-    def decode(z):
-        return decode_outputs(_checked(z, (latent_dim,), "z"))
-
-    @tf.function(input_signature=[x_spec])
-    def reconstruct(x):
-        mean = model.encode(_checked(x, data_shape, "x"))[0]
-        return {"reconstruction": decoded_mean(mean)}
-
-    @tf.function(input_signature=[n_spec])
-    def sample(num_samples):
-        with tf.control_dependencies([_check_num_samples(num_samples)]):
-            z = tf.random.normal(tf.stack([num_samples, latent_dim]))
-        return {"samples": decoded_mean(z), "z": z}
-
-    @tf.function(input_signature=[n_spec, seed_spec])
-    def sample_seeded(num_samples, seed):
-        with tf.control_dependencies([_check_num_samples(num_samples)]):
-            z = tf.random.stateless_normal(
-                tf.stack([num_samples, latent_dim]), seed=tf.stack([seed, tf.constant(0, tf.int64)])
-            )
-        return {"samples": decoded_mean(z), "z": z}
-
-    @tf.function(input_signature=[x_spec])
-    def serving_default(x):
-        return reconstruct(x)
+    def prior_log_prob(z):
+        return {"log_prob": tf.cast(model.prior_log_prob(_checked(z, (latent_dim,), "z")), tf.float32)}
 
     return {
         "encode": encode,
@@ -140,6 +255,8 @@ def build_signatures(model):
         "reconstruct": reconstruct,
         "sample": sample,
         "sample_seeded": sample_seeded,
+        "elbo": elbo,
+        "prior_log_prob": prior_log_prob,
         "serving_default": serving_default,
     }
 
@@ -152,6 +269,7 @@ def model_metadata(model):
         "data_shape": list(model.data_shape),
         "latent_dim": model.latent_dim,
         "covariance": model.covariance,
+        "num_classes": model.num_classes,
         "likelihood": keras.saving.serialize_keras_object(model.likelihood),
         "beta": model.beta,
         "signatures": list(SIGNATURE_NAMES),

@@ -608,11 +608,9 @@ class ModelView:
                 outputs = self.model.encode(batch, **self._keras_kwargs(batch_labels))
                 mean, second = outputs[0], outputs[1]
             else:
-                import tensorflow as tf
-
-                inputs = {"x": tf.constant(batch)}
+                inputs = {"x": batch}
                 if batch_labels is not None:
-                    inputs["label"] = tf.constant(batch_labels, tf.int64)
+                    inputs["label"] = batch_labels.astype("int64")
                 out = self._signatures["encode"](**inputs)
                 mean = out["z_mean"]
                 second = out["z_log_var"] if "z_log_var" in out else out["scale_tril"]
@@ -635,11 +633,9 @@ class ModelView:
             if self.kind == "keras":
                 decoded = self.model.decode(batch, **self._keras_kwargs(batch_labels))
             else:
-                import tensorflow as tf
-
-                inputs = {"z": tf.constant(batch)}
+                inputs = {"z": batch}
                 if batch_labels is not None:
-                    inputs["label"] = tf.constant(batch_labels, tf.int64)
+                    inputs["label"] = batch_labels.astype("int64")
                 out = self._signatures["decode"](**inputs)
                 key = "probabilities" if "probabilities" in out else "mean"
                 decoded = out[key]
@@ -653,19 +649,19 @@ class ModelView:
         if self.kind == "keras":
             out = self.model.sample(num_samples, seed=seed, **self._keras_kwargs(labels))
         else:
-            import tensorflow as tf
-
             if "sample_seeded" not in self._signatures:
                 raise ValueError(
                     "The SavedModel has no sample_seeded signature. Found: "
                     f"{sorted(self._signatures)}"
                 )
-            inputs = {
-                "num_samples": tf.constant(num_samples, tf.int32),
-                "seed": tf.constant(0 if seed is None else seed, tf.int64),
-            }
+            # Signatures take NumPy values of their declared dtypes; a
+            # conditional export draws one sample per label instead of
+            # taking num_samples.
+            inputs = {"seed": np.int64(0 if seed is None else seed)}
             if labels is not None:
-                inputs["label"] = tf.constant(labels, tf.int64)
+                inputs["label"] = labels.astype("int64")
+            else:
+                inputs["num_samples"] = np.int32(num_samples)
             out = self._signatures["sample_seeded"](**inputs)["samples"]
         return np.clip(_numpy(out).astype("float32"), 0.0, 1.0)
 

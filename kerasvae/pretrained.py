@@ -18,6 +18,18 @@ import zipfile
 SAVEDMODELS_ENV = "KERASVAE_SAVEDMODELS"
 
 
+def _register_classes():
+    """Imports the modules whose classes a kerasvae `.keras` file names.
+
+    Loading needs them registered with Keras; they are imported from their own
+    modules, not from the package face (`kerasvae/__init__.py` imports this
+    module, so imports here run downward only).
+    """
+    import kerasvae.layers  # noqa: F401
+    import kerasvae.likelihoods  # noqa: F401
+    import kerasvae.models  # noqa: F401
+
+
 class UnsafeModelError(ValueError):
     """A `.keras` file carries code (a Lambda layer, a serialized lambda) and
     loading it was not allowed."""
@@ -96,8 +108,7 @@ def load_keras_model(path, allow_unsafe=False, compile=True):
     """
     import keras
 
-    import kerasvae.models  # noqa: F401  (registers the model classes)
-
+    _register_classes()
     path = os.fspath(path)
     entries = unsafe_entries(path)
     if entries and not allow_unsafe:

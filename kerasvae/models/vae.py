@@ -411,7 +411,9 @@ class VAE(backend_trainer(), keras.Model):
 
     def advance_step(self, training):
         """The step the schedule reads; counts up once per training step."""
-        step = self.kl_step.value
+        # Read the count before the increment (on TF `.value` is the variable
+        # itself, which later reads would see incremented).
+        step = ops.add(self.kl_step.value, 0)
         if training:
             self.kl_step.assign(step + 1)
         return step
