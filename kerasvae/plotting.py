@@ -912,6 +912,9 @@ def plot_traversals(model, x, path, labels=None, values=None, max_dims=None, sta
     row_labels = [f"z[{d}]  KL {kl[d]:.2f}" for d in order]
     held = "the first image's code" if start == "image" else "0"
     title = f"Each dimension from {values[0]:g} to {values[-1]:g}, others at {held}"
+    if len(order) < view.latent_dim:
+        title = (f"The {len(order)} of {view.latent_dim} dimensions with the highest KL, "
+                 f"from {values[0]:g} to {values[-1]:g}, others at {held}")
     return _save(_rows_figure(images, len(values), row_labels, title=title), path)
 
 
