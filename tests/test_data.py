@@ -88,3 +88,17 @@ def test_make_dataset_batches_and_binarizes_each_epoch():
     )
     with pytest.raises(ValueError, match="batch_size=0"):
         data.make_dataset(x, batch_size=0)
+
+
+def test_make_dataset_keeps_labels_paired_with_their_images_under_binarization():
+    x = np.zeros((40, 2, 2, 1), "float32")
+    x[:, 0, 0, 0] = np.arange(40) % 2  # pixel (0, 0) is 1 exactly for odd images (p = 0 or 1)
+    labels = np.arange(40) % 2
+    ds = data.make_dataset(x, 8, shuffle=True, dynamic_binarization=True, seed=3, labels=labels)
+    seen = 0
+    for images, batch_labels in ds:
+        np.testing.assert_array_equal(np.asarray(images)[:, 0, 0, 0], np.asarray(batch_labels))
+        seen += len(batch_labels)
+    assert seen == 40
+    with pytest.raises(ValueError, match=r"labels of shape \(3,\)"):
+        data.make_dataset(x, 8, labels=np.zeros(3))

@@ -49,6 +49,7 @@ ALLOWED = {
     "plotting": {"io_utils", "data", "evaluation"},
     "callbacks": {"io_utils", "plotting"},
     "zoo": {"likelihoods", "layers", "models", "networks", "schedules"},
+    "protocol": {"io_utils", "data", "evaluation", "schedules", "zoo", "callbacks"},
     "export": {"io_utils", "divergences", "likelihoods", "layers", "models"},
     "serving": {"io_utils"},
     "pretrained": {
@@ -58,13 +59,13 @@ ALLOWED = {
         "_startup", "io_utils", "divergences", "likelihoods", "layers", "training", "models",
         "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        "schedules",
+        "schedules", "protocol",
     },
     "cli": {
         "_startup", "io_utils", "divergences", "likelihoods", "layers", "training", "models",
         "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        "schedules", FACE,
+        "schedules", "protocol", FACE,
     },
     "__main__": {"cli"},
 }  # fmt: skip
