@@ -375,9 +375,9 @@ def cmd_train(args):
         "learning_rate": learning_rate, "train_examples": args.train_examples, "seed": args.seed,
     }
 
-    (x_train, _), (x_test, y_test) = data.load_fashion_mnist(args.data_dir)
+    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(args.data_dir)
     if args.train_examples:
-        x_train = x_train[: args.train_examples]
+        x_train, y_train = x_train[: args.train_examples], y_train[: args.train_examples]
     print(f"Fashion-MNIST: {len(x_train)} train, {len(x_test)} test images")
     print(f"Keras {keras.__version__} on {keras.backend.backend()}")
 
@@ -398,8 +398,13 @@ def cmd_train(args):
             print(f"Resuming from epoch {initial_epoch} ({checkpoint.checkpoint_path})")
         else:
             model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-        train_ds = data.make_dataset(x_train, batch_size, shuffle=True, seed=args.seed)
-        test_ds = data.make_dataset(x_test, 1000, shuffle=False)
+        conditional = getattr(model, "num_classes", None) is not None
+        train_ds = data.make_dataset(
+            x_train, batch_size, shuffle=True, seed=args.seed,
+            labels=y_train if conditional else None,
+        )
+        test_ds = data.make_dataset(x_test, 1000, shuffle=False,
+                                    labels=y_test if conditional else None)
         start = time.time()
         if initial_epoch < epochs:
             model.fit(
@@ -414,7 +419,8 @@ def cmd_train(args):
         train_seconds = time.time() - start
         atomic_save_model(model, model_path)
         metrics = evaluation.evaluate_vae(
-            model, x_test, num_importance_samples=args.nll_samples, nll_examples=args.nll_examples
+            model, x_test, labels=y_test if conditional else None,
+            num_importance_samples=args.nll_samples, nll_examples=args.nll_examples,
         )
         metrics["train_seconds_this_session"] = round(train_seconds, 1)
         atomic_write_text(
@@ -438,7 +444,12 @@ def cmd_train(args):
                 print(f"SavedModel already exported: {os.path.join(base, str(versions[-1]))}")
             else:
                 print(f"SavedModel written to {export.export_saved_model(model, base)}")
-    np.save(os.path.join(output, "samples.npy"), np.asarray(model.sample(16, seed=args.seed)))
+    num_classes = getattr(model, "num_classes", None)
+    sample_labels = None if num_classes is None else np.arange(16) % num_classes
+    np.save(
+        os.path.join(output, "samples.npy"),
+        plotting.ModelView(model).sample(16, seed=args.seed, labels=sample_labels),
+    )
     if not args.no_figures:
         history = os.path.join(output, "history.csv")
         written, skipped = plotting.write_figures(
