@@ -484,12 +484,17 @@ def training_curves(history, path, title=None):
         raise ValueError(
             f"history has no metric with a value. Received keys: {sorted(curves)}"
         )
+    # The loss and its two terms first, then whatever else was logged (beta, ...).
+    first = [n for n in ("loss", "reconstruction_loss", "kl_loss") if n in names]
+    names = first + [n for n in names if n not in first]
     count = len(curves[names[0]] if names[0] in curves else curves["val_" + names[0]])
     epochs = np.arange(1, count + 1) if epochs is None else epochs + 1
-    figure = Figure(figsize=(4.0 * len(names), 3.5), dpi=DPI)
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    figure = Figure(figsize=(4.0 * ncols, 3.2 * nrows), dpi=DPI)
     palette = colormaps["tab10"]
     for i, name in enumerate(names):
-        axes = figure.add_subplot(1, len(names), i + 1)
+        axes = figure.add_subplot(nrows, ncols, i + 1)
         for key, colour, label in ((name, 0, "training"), ("val_" + name, 1, "validation")):
             if key in curves:
                 axes.plot(epochs, curves[key], marker="." if count < 30 else None,
@@ -687,6 +692,10 @@ def kl_per_dimension(mean, second):
     split the KL by dimension; its marginals q(z_d | x) = N(mu_d, S_dd) do,
     so these marginal KLs are returned (they add up to at most the full KL,
     the difference being the correlation the marginals ignore).
+
+    The reference is N(0, 1) whatever the model's prior: for a VampPrior or
+    hierarchical model these numbers rank how much each dimension is used
+    (figures sort by them) but are not the model's KL term.
     """
     mean = np.asarray(mean, "float64")
     second = np.asarray(second, "float64")
@@ -1017,6 +1026,14 @@ def write_figures(model, folder, x, labels, history=None, class_names=None, seed
         return os.path.join(os.fspath(folder), f"{name}.png")
 
     pairs = min(4, len(x) // 2)
+    starts, ends = np.arange(pairs), np.arange(pairs, 2 * pairs)
+    if condition is not None:
+        # A conditional model decodes a whole row with one label: pair each
+        # image with the next one of its class.
+        ends = np.array([
+            next((j for j in range(i + 1, len(x)) if condition[j] == condition[i]), i)
+            for i in starts
+        ])
     draw = {
         "samples": lambda: plot_samples(view, target("samples"), seed=seed,
                                         class_names=class_names),
@@ -1032,8 +1049,8 @@ def write_figures(model, folder, x, labels, history=None, class_names=None, seed
                                               labels=None if condition is None
                                               else condition[:2000]),
         "interpolation": lambda: plot_interpolation(
-            view, x[:pairs], x[pairs : 2 * pairs], target("interpolation"),
-            labels=None if condition is None else condition[:pairs]),
+            view, x[starts], x[ends], target("interpolation"),
+            labels=None if condition is None else condition[starts]),
         "kl_per_dimension": lambda: plot_kl_per_dimension(
             view, x[:2000], target("kl_per_dimension"),
             labels=None if condition is None else condition[:2000]),
