@@ -48,13 +48,18 @@ class _LatestValue(keras.metrics.Metric):
 
     def __init__(self, name, **kwargs):
         super().__init__(name=name, **kwargs)
-        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+        # Every replica holds the same value under tf.distribute: read one
+        # (the default "sum" would report it times the number of replicas).
+        self.value = self.add_variable(
+            shape=(), initializer="zeros", aggregation="only_first_replica", name="value"
+        )
 
     def update_state(self, value):
         self.value.assign(ops.cast(value, self.value.dtype))
 
     def result(self):
-        return self.value.value
+        # A tensor, not the variable (a distributed variable would land in the logs).
+        return ops.convert_to_tensor(self.value)
 
 
 @keras.saving.register_keras_serializable(package="kerasvae")
