@@ -57,9 +57,10 @@ def test_hierarchical_networks_build_for_sides_divisible_by_four(shape, builder)
 def test_hierarchical_mlp_is_gated_or_relu():
     gated = networks.build_hierarchical_mlp((8, 8, 1), hidden_units=6)
     plain = networks.build_hierarchical_mlp((8, 8, 1), hidden_units=6, gated=False)
-    count = lambda nets: sum(  # noqa: E731
-        isinstance(l, kerasvae.layers.GatedDense) for m in nets.values() for l in m.layers
-    )
+
+    def count(nets):
+        return sum(isinstance(l, kerasvae.layers.GatedDense) for m in nets.values() for l in m.layers)
+
     # q(z2|x): 2, q(z1|x,z2): 3, p(z1|z2): 2, p(x|z1,z2): 3.
     assert count(gated) == 10 and count(plain) == 0
 
