@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
+# The command line picks the backend and silences TensorFlow's start-up before
+# Keras is imported; a no-op when kerasvae is imported by a program.
+from kerasvae import _startup  # noqa: E402
+
+_startup.prepare_command_line()
+
 from kerasvae import (
     callbacks,
     data,
