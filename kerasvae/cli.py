@@ -301,8 +301,12 @@ def _print_figures(written, skipped):
 def cmd_presets(args):
     from kerasvae import zoo
 
-    for name, preset in zoo.PRESETS.items():
-        print(f"{name:28s} {preset.description}")
+    print(f"{'preset':28s} {'family':17s} {'network':10s} {'latent':>6s}  description")
+    for name in zoo.list_presets():
+        preset = zoo.get_preset(name)
+        print(f"{name:28s} {preset.family:17s} {preset.network:10s} {preset.latent_dim:6d}  "
+              f"{preset.description}")
+        print(f"{'':28s} reference: {preset.reference}")
     return 0
 
 

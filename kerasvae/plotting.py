@@ -527,7 +527,8 @@ class ModelView:
     """
 
     def __init__(self, model, num_classes=None):
-        if isinstance(model, ModelView):
+        if isinstance(model, ModelView):  # a view again: keep what it was told
+            num_classes = model.num_classes if num_classes is None else num_classes
             model = model.model
         self.model = model
         import keras

@@ -122,6 +122,18 @@ def test_anomaly_detection(tmp_path):
 
 
 @pytest.mark.requires_tensorflow
+def test_conditional_generation(tmp_path):
+    out = run_example("conditional_generation.py", "--quick", "--label", "8",
+                      "--num-samples", "6", "--output", str(tmp_path))
+    assert "ConditionalVAE with num_classes=10" in out
+    # The judge itself is a real classifier: well above chance (10%) on real images.
+    assert number(r"judge: ([\d.]+)% right on real test images", out) > 50
+    assert re.search(r"samples \(6, 28, 28, 1\), [\d.]+% judged 'Bag'", out)
+    assert_png(tmp_path / "class_8.png")
+    assert_png(tmp_path / "all_classes.png")
+
+
+@pytest.mark.requires_tensorflow
 def test_train_fashion_mnist_quick(tmp_path):
     out = run_example("train_fashion_mnist.py", "--quick", "--output", str(tmp_path))
     assert "same seed, same samples: True" in out

@@ -282,3 +282,72 @@ def test_training_curves_reject_bad_histories(tmp_path, history, error, message)
 def test_kl_bars_reject_bad_values(tmp_path, kl, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         plotting.kl_bars(kl, tmp_path / "k.png")
+
+
+# === Every family ===
+FAMILY_PRESETS = ["mlp_fashion_mnist", "beta_vae_mlp", "cvae_mlp", "iwae_mlp", "vampprior_mlp",
+                  "hvae_mlp"]
+
+
+@pytest.mark.parametrize("name", FAMILY_PRESETS)
+def test_every_family_draws_every_figure(name, tmp_path):
+    from kerasvae import zoo
+
+    model = zoo.build(name, latent_dim=3, seed=0)
+    view = plotting.ModelView(model)
+    assert view.conditional == (model.num_classes is not None)
+    written, skipped = plotting.write_figures(
+        model, tmp_path, X[:20], Y[:20], history={"loss": [2.0, 1.0]}
+    )
+    assert set(written) == set(plotting.FIGURES) and skipped == {}
+    for path in written.values():
+        check_png(path)
+
+
+def test_a_conditional_model_draws_one_row_per_class_and_needs_labels(tmp_path, monkeypatch):
+    from kerasvae import zoo
+
+    model = zoo.build("cvae_mlp", latent_dim=2, seed=0)
+    spy = DecodeSpy(monkeypatch)
+    calls = []
+    original = plotting.ModelView.sample
+
+    def sample_spy(view, num_samples, seed=0, labels=None):
+        calls.append(np.array(labels))
+        return original(view, num_samples, seed, labels)
+
+    monkeypatch.setattr(plotting.ModelView, "sample", sample_spy)
+    pixels = check_png(plotting.plot_samples(model, tmp_path / "s.png", ncols=3,
+                                             labels=[2, 7]))
+    np.testing.assert_array_equal(calls[-1], [2, 2, 2, 7, 7, 7])
+    assert abs(pixels.shape[0] - (grid_pixels(2) + 40)) <= 2  # two rows and a title
+    with pytest.raises(ValueError, match=re.escape("The model is conditional (num_classes=10): pass labels")):
+        plotting.plot_reconstructions(model, X[:3], tmp_path / "r.png")
+    with pytest.raises(ValueError, match=re.escape("labels must lie in [0, 9]. Received values in [0, 12]")):
+        plotting.plot_reconstructions(model, X[:3], tmp_path / "r.png", labels=[0, 12, 3])
+    with pytest.raises(ValueError, match="pass label="):
+        plotting.plot_manifold(model, tmp_path / "m.png")
+    spy.calls.clear()
+    plotting.plot_manifold(model, tmp_path / "m.png", label=4, grid_size=3)
+    assert spy.calls[-1].shape == (9, 2)
+
+
+@pytest.mark.requires_tensorflow
+def test_a_conditional_savedmodel_draws_like_its_keras_model(tmp_path):
+    import tensorflow as tf
+
+    import kerasvae
+    from kerasvae import export, zoo
+
+    model = zoo.build("cvae_mlp", latent_dim=2, seed=0)
+    path = kerasvae.export_saved_model(model, str(tmp_path / "export"))
+    num_classes = export.load_metadata(path)["num_classes"]
+    view = plotting.ModelView(tf.saved_model.load(path), num_classes=num_classes)
+    assert view.conditional and view.num_classes == 10
+    labels = Y[:8]
+    np.testing.assert_allclose(
+        view.reconstruct(X[:8], labels), plotting.ModelView(model).reconstruct(X[:8], labels),
+        atol=1e-5,
+    )
+    assert view.sample(3, seed=1, labels=np.array([1, 2, 3])).shape == (3, 28, 28, 1)
+    check_png(plotting.plot_samples(view, tmp_path / "s.png", ncols=2))

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasvae import cli, pretrained
+from kerasvae import cli, pretrained, zoo
 from tests.helpers import tiny_vae
 
 
@@ -73,6 +73,15 @@ def test_every_kerasvae_model_saves_a_safe_file(tmp_path):
         tiny_vae(latent_dim=2, covariance=covariance).save(path)
         assert pretrained.unsafe_entries(path) == []
         keras.saving.load_model(path, safe_mode=True)  # Keras's own check agrees
+
+
+@pytest.mark.parametrize("name", zoo.list_presets())
+def test_every_zoo_preset_saves_a_safe_file(name, tmp_path):
+    path = str(tmp_path / f"{name}.keras")
+    zoo.build(name, latent_dim=2, seed=0).save(path)
+    assert pretrained.unsafe_entries(path) == []
+    restored = pretrained.load_keras_model(path, compile=False)  # safe_mode=True inside
+    assert type(restored).__name__ == zoo.FAMILIES[zoo.get_preset(name).family].__name__
 
 
 @pytest.mark.parametrize("name", pretrained.list_pretrained())
