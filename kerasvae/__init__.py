@@ -2,10 +2,26 @@
 
 __version__ = "0.1.0"
 
-from kerasvae import callbacks, data, divergences, evaluation, likelihoods, networks, pretrained, zoo
+# The command line picks the backend and silences TensorFlow's start-up before
+# Keras is imported; a no-op when kerasvae is imported by a program.
+from kerasvae import _startup  # noqa: E402
+
+_startup.prepare_command_line()
+
+from kerasvae import (
+    callbacks,
+    data,
+    divergences,
+    evaluation,
+    likelihoods,
+    networks,
+    pretrained,
+    schedules,
+    zoo,
+)
 from kerasvae.layers import CholeskyPosterior, GaussianPosterior, Sampling
-from kerasvae.likelihoods import Bernoulli, Gaussian
-from kerasvae.models import VAE
+from kerasvae.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian
+from kerasvae.models import IWAE, VAE, BetaVAE, ConditionalVAE, HierarchicalVAE, VampPriorVAE
 
 
 def export_saved_model(model, base_path, version=None, overwrite=False):
@@ -21,6 +37,12 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
 
 __all__ = [
     "Bernoulli",
+    "BetaVAE",
+    "ConditionalVAE",
+    "DiscretizedLogistic",
+    "HierarchicalVAE",
+    "IWAE",
+    "VampPriorVAE",
     "CholeskyPosterior",
     "Gaussian",
     "GaussianPosterior",
@@ -34,5 +56,6 @@ __all__ = [
     "likelihoods",
     "networks",
     "pretrained",
+    "schedules",
     "zoo",
 ]

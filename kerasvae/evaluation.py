@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasvae.layers.sampling import Sampling
+from kerasvae.training import compiled
 
 
 def _batches(x, batch_size):
@@ -29,11 +29,7 @@ def _log_weights_function(model, num_samples, seed):
     def log_weights(x, labels):
         return model.log_importance_weights(x, labels, num_samples=num_samples, seed=generator)
 
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(log_weights, reduce_retracing=True)
-    return log_weights
+    return compiled(log_weights)
 
 
 def importance_sampled_log_likelihood(

@@ -16,12 +16,21 @@ Serving does where the clients can tell:
   `{"error": message}` with TF Serving's HTTP status for the gRPC code
   (INVALID_ARGUMENT and FAILED_PRECONDITION 400, NOT_FOUND 404, ...); an
   unknown signature is 400 ('Serving signature name: "s" not found in
-  signature def').
+  signature def'). Metadata is the JSON TF Serving writes
+  (http_rest_api_util.cc): `{"model_spec": ..., "metadata": {"signature_def":
+  <the SignatureDefMap>}}`, the `Any` unpacked, proto field names, fields at
+  their defaults printed. The status endpoint lists the loaded versions,
+  newest first, and ignores a version label, as GetModelStatusImpl does.
+
+Which versions are loaded follows the config, as in TF Serving: by default
+only the latest numbered folder under a base path (the "latest" policy with
+one version); a `ModelServerConfig` can ask for `all`, the `n` latest or
+`specific` versions, and name version labels, which must point to a loaded
+version. The config is read once; there is no polling.
 
 Like TF Serving, neither validates shapes before running the graph, so a
 wrong shape fails inside it (for example in the encoder's reshape) and a
-scalar sent in the row format arrives with a batch axis. Unlike TF Serving,
-every numbered version under a base path is loaded (the "all" policy).
+scalar sent in the row format arrives with a batch axis.
 
 Both servers bound their work: a fixed pool of gRPC workers, a cap on
 concurrent model runs, a request-size limit and socket timeouts for REST,
@@ -39,9 +48,15 @@ from urllib.parse import unquote, urlsplit
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf import json_format
+from google.protobuf import json_format, text_format
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
 
 DEFAULT_SIGNATURE = "serving_default"
 Code = grpc.StatusCode
@@ -66,6 +81,8 @@ HTTP_STATUS = {
     Code.UNAUTHENTICATED: 401,
 }
 _CODE_BY_NUMBER = {code.value[0]: code for code in Code}
+# How TF Serving prints metadata and status as JSON (http_rest_api_util.cc).
+_JSON_OPTIONS = {"always_print_fields_with_no_presence": True}
 
 # TF Serving's REST routes (http_rest_api_util.cc), case-insensitive like its regex.
 _REST_PATH = re.compile(
@@ -134,29 +151,88 @@ class Servable:
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
+def _versions_on_disk(base_path):
+    """`{version: folder name}` for the children TF Serving reads as versions."""
+    if not os.path.isdir(base_path):
+        raise FileNotFoundError(f"No such base path: {base_path!r}")
+    return {int(d): d for d in os.listdir(base_path) if d.isdigit()}
+
+
+def _versions_to_load(policy, on_disk):
+    """The versions a `ServableVersionPolicy` picks (file_system_storage_path_source.cc)."""
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return sorted(on_disk)
+    if choice == "specific":
+        return sorted(set(on_disk) & set(policy.specific.versions))
+    # Unset or `latest`: the newest num_versions, at least one.
+    return sorted(on_disk)[-max(policy.latest.num_versions, 1) :]
+
+
+def _as_model_server_config(models):
+    if isinstance(models, model_server_config_pb2.ModelServerConfig):
+        return models
+    if not isinstance(models, dict):
+        raise TypeError(
+            "models must be a dict {name: base_path} or a ModelServerConfig. "
+            f"Received: {type(models).__name__}"
+        )
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, base_path in models.items():
+        entry = config.model_config_list.config.add()
+        entry.name, entry.base_path, entry.model_platform = name, str(base_path), "tensorflow"
+    return config
+
+
 class ModelRepository:
-    """The models a fake server serves: `{name: base_path}`, every version loaded.
+    """The models a fake server serves, loaded as TF Serving would load them.
 
     Args:
-        models: dict `{model name: base_path}` (folders of numbered versions).
-        labels: dict `{model name: {label: version}}` or None.
+        models: dict `{model name: base_path}` (TF Serving's defaults: the
+            latest version of each, no labels) or a `ModelServerConfig`
+            message (see `from_config_file` for a models.config file).
         max_concurrent_runs: int. Model runs at once, across both servers.
         run_wait_seconds: float. How long a run waits for a free slot before
             it fails with RESOURCE_EXHAUSTED.
+
+    Raises:
+        FileNotFoundError: a base path holds no version to load.
+        ValueError: a version label points to a version that is not loaded
+            (TF Serving refuses such a config with FAILED_PRECONDITION).
     """
 
-    def __init__(self, models, labels=None, max_concurrent_runs=8, run_wait_seconds=30.0):
+    def __init__(self, models, max_concurrent_runs=8, run_wait_seconds=30.0):
+        config = _as_model_server_config(models)
         self.servables = {}
-        for name, base_path in models.items():
-            versions = sorted(int(d) for d in os.listdir(base_path) if d.isdigit())
+        self.labels = {}
+        for entry in config.model_config_list.config:
+            on_disk = _versions_on_disk(entry.base_path)
+            versions = _versions_to_load(entry.model_version_policy, on_disk)
             if not versions:
-                raise FileNotFoundError(f"No numbered versions under {base_path!r}")
-            self.servables[name] = {
-                v: Servable(name, v, os.path.join(base_path, str(v))) for v in versions
+                raise FileNotFoundError(
+                    f"No version of {entry.name!r} to load under {entry.base_path!r}: "
+                    f"on disk {sorted(on_disk)}, policy {entry.model_version_policy}"
+                )
+            self.servables[entry.name] = {
+                v: Servable(entry.name, v, os.path.join(entry.base_path, on_disk[v]))
+                for v in versions
             }
-        self.labels = labels or {}
+            for label, version in entry.version_labels.items():
+                if version not in self.servables[entry.name]:
+                    raise ValueError(
+                        f"Request to assign label to version {version} of model {entry.name}, "
+                        "which is not currently available for inference"
+                    )
+            self.labels[entry.name] = dict(entry.version_labels)
         self._slots = threading.BoundedSemaphore(max_concurrent_runs)
         self._run_wait_seconds = run_wait_seconds
+
+    @classmethod
+    def from_config_file(cls, path, **kwargs):
+        """Reads a models.config (text `ModelServerConfig`), as `--model_config_file` does."""
+        with open(path, encoding="utf-8") as f:
+            config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+        return cls(config, **kwargs)
 
     def resolve(self, name, version=None, label=None):
         versions = self.servables.get(name, {})
@@ -200,6 +276,42 @@ class ModelRepository:
             signature_map.signature_def[key].CopyFrom(signature_def)
         response.metadata["signature_def"].Pack(signature_map)
         return response
+
+    def metadata_json(self, servable):
+        """The metadata as TF Serving's REST API prints it.
+
+        Not `MessageToJson` of the response: that would print the `Any` with
+        an "@type" key. TF Serving unpacks the `SignatureDefMap` and prints
+        the model spec and the map separately, with proto field names.
+        """
+        response = self.metadata(servable)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        options = dict(_JSON_OPTIONS, preserving_proto_field_name=True)
+        return {
+            "model_spec": json_format.MessageToDict(response.model_spec, **options),
+            "metadata": {"signature_def": json_format.MessageToDict(signature_map, **options)},
+        }
+
+    def status_json(self, name, version=None):
+        """GetModelStatusResponse as JSON: the given version, or all loaded ones, newest first."""
+        loaded = self.servables.get(name, {})
+        if version is not None:
+            if version not in loaded:
+                raise Status(Code.NOT_FOUND, f"Could not find version {version} of model {name}")
+            versions = [version]
+        elif not loaded:
+            raise Status(Code.NOT_FOUND, f"Could not find any versions of model {name}")
+        else:
+            versions = sorted(loaded, reverse=True)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for v in versions:
+            status = response.model_version_status.add()
+            status.version = v
+            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            status.status.SetInParent()  # error_code OK, as ToStatusProto writes it
+        # The proto's json_name options keep the snake_case names.
+        return json_format.MessageToDict(response, **_JSON_OPTIONS)
 
 
 # --------------------------------------------------------------------------
@@ -491,12 +603,10 @@ class _RESTHandler(BaseHTTPRequestHandler):
         version = int(route["version"]) if route["version"] else None
         repository = self.fake.repository
         if method == "GET" and route["method"] is None:
-            servable = repository.resolve(route["name"], version, route["label"])
             if route["sub"]:
-                return json_format.MessageToDict(
-                    repository.metadata(servable), preserving_proto_field_name=True
-                )
-            return self._status(route["name"], version, route["label"])
+                servable = repository.resolve(route["name"], version, route["label"])
+                return repository.metadata_json(servable)
+            return repository.status_json(route["name"], version)
         if method == "POST" and route["method"] and route["sub"] is None:
             if route["method"].lower() != "predict":
                 raise Status(
@@ -505,24 +615,6 @@ class _RESTHandler(BaseHTTPRequestHandler):
                 )
             return self._predict(body, route["name"], version, route["label"])
         raise Status(Code.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
-
-    def _status(self, name, version, label):
-        repository = self.fake.repository
-        versions = (
-            [repository.resolve(name, version, label).version]
-            if (version or label)
-            else sorted(repository.servables[name])
-        )
-        return {
-            "model_version_status": [
-                {
-                    "version": str(v),
-                    "state": "AVAILABLE",
-                    "status": {"error_code": "OK", "error_message": ""},
-                }
-                for v in versions
-            ]
-        }
 
     def _predict(self, body, name, version, label):
         repository = self.fake.repository

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 COVARIANCES = ("diagonal", "full")
+SEED_STATE_KEY = "seed_generator_state"
 
 
 def posterior_parameter(mean_shape, covariance):
@@ -110,6 +111,20 @@ class Sampling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
+
+    # The noise stream's position is state: saved with the weights, a resumed
+    # run (keras.callbacks.BackupAndRestore, a .keras checkpoint) continues the
+    # stream instead of drawing the first steps' noise again. Keras saves no
+    # SeedGenerator state by itself. Files without the entry load as before.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if SEED_STATE_KEY in keys:
+            self.seed_generator.state.assign(store[SEED_STATE_KEY])
+        super().load_own_variables({key: store[key] for key in keys if key != SEED_STATE_KEY})
 
     def get_config(self):
         config = super().get_config()

@@ -48,14 +48,19 @@ class _LatestValue(keras.metrics.Metric):
 
     def __init__(self, name, **kwargs):
         super().__init__(name=name, **kwargs)
-        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+        # Every replica holds the same value under tf.distribute: read one
+        # (the default "sum" would report it times the number of replicas).
+        self.value = self.add_variable(
+            shape=(), initializer="zeros", aggregation="only_first_replica", name="value"
+        )
 
     def update_state(self, value):
         self.value.assign(ops.cast(value, self.value.dtype))
 
     def result(self):
         # A copy: on TensorFlow `.value` is the live variable, and a log that
-        # holds it would show whatever a later evaluation assigned.
+        # holds it would show whatever a later evaluation assigned (and a
+        # distributed variable must not land in the logs).
         return ops.copy(self.value.value)
 
 

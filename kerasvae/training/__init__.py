@@ -24,3 +24,16 @@ def backend_trainer():
         f"kerasvae trains on the Keras backends {SUPPORTED_BACKENDS}. "
         f"Received: KERAS_BACKEND={backend!r}"
     )
+
+
+def compiled(function):
+    """`function` compiled for repeated calls on the active backend.
+
+    A `tf.function` on TensorFlow (retracing only for new shapes); on JAX the
+    function runs as it is (its ops dispatch asynchronously).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    return function
