@@ -228,14 +228,21 @@ def make_workspace():
     return workspace
 
 
-def run_tests(workspace, module, timeout):
+def run_tests(workspace, module, timeout, cwd=None):
     args, backend = TARGETS[module]
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1")
     env["PYTHONPATH"] = workspace
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
+    # -P: the working directory is not put on sys.path; the copy comes first.
+    args = [a if a.startswith("-") or not a.startswith("tests/") else os.path.join(workspace, a) for a in args]
+    command = [
+        sys.executable, "-P", "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+        "-c", os.path.join(workspace, "pytest.ini"), "--rootdir", workspace, *args,
+    ]
     start = time.time()
     try:
-        result = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            command, cwd=cwd or workspace, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return "timeout", time.time() - start, ""
     output = result.stdout + result.stderr
@@ -261,6 +268,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the candidates and exit")
     parser.add_argument("--output", help="write the results as JSON here")
+    parser.add_argument("--cwd", help="run the tests from this folder (default: the temporary copy)")
     parser.add_argument("--rerun-survivors", metavar="JSON", help="run only the survivors of an earlier --output")
     parser.add_argument(
         "--resume", action="store_true",
@@ -309,13 +317,13 @@ def main(argv=None):
         # The copy, not an installed kerasvae, must be the one the tests import.
         found = subprocess.run(
             [sys.executable, "-c", "import kerasvae; print(kerasvae.__file__)"],
-            cwd=workspace, env=dict(os.environ, PYTHONPATH=workspace), capture_output=True, text=True,
+            cwd=args.cwd or workspace, env=dict(os.environ, PYTHONPATH=workspace), capture_output=True, text=True,
         ).stdout.strip()
         if not found.startswith(workspace):
             print(f"the tests would import {found!r}, not the mutated copy in {workspace}")
             return 2
         for module in args.modules:  # the unmutated code must pass, or nothing is measured
-            status, seconds, tail = run_tests(workspace, module, args.timeout)
+            status, seconds, tail = run_tests(workspace, module, args.timeout, args.cwd)
             if status != "survived":
                 print(f"baseline tests of {module} do not pass ({status}): {tail}")
                 return 2
@@ -327,7 +335,7 @@ def main(argv=None):
             with open(target, "w") as f:
                 f.write(mutant["source"])
             try:
-                status, seconds, tail = run_tests(workspace, mutant["module"], args.timeout)
+                status, seconds, tail = run_tests(workspace, mutant["module"], args.timeout, args.cwd)
             finally:
                 with open(target, "w") as f:
                     f.write(original)
