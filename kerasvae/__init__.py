@@ -20,8 +20,8 @@ from kerasvae import (
     zoo,
 )
 from kerasvae.layers import CholeskyPosterior, GaussianPosterior, Sampling
-from kerasvae.likelihoods import Bernoulli, Gaussian
-from kerasvae.models import VAE
+from kerasvae.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian
+from kerasvae.models import IWAE, VAE, BetaVAE, ConditionalVAE, HierarchicalVAE, VampPriorVAE
 
 
 def export_saved_model(model, base_path, version=None, overwrite=False):
@@ -37,6 +37,12 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
 
 __all__ = [
     "Bernoulli",
+    "BetaVAE",
+    "ConditionalVAE",
+    "DiscretizedLogistic",
+    "HierarchicalVAE",
+    "IWAE",
+    "VampPriorVAE",
     "CholeskyPosterior",
     "Gaussian",
     "GaussianPosterior",

@@ -165,12 +165,12 @@ def test_imperfect_posterior_approaches_log_p_x_from_below(covariance):
     chi2 = gaussian_chi2(mean_p, ppca.posterior_cov, mean_p + shift, factor * ppca.posterior_cov)
     assert 0.1 < kl < chi2 < 1.0  # a gap large enough to see, small enough for the delta method
 
-    gaps = {}
+    gaps, stderrs = {}, {}
     for k in (1, 10, 1000):
         estimate = importance_sampled_log_likelihood(model, x, num_samples=k, batch_size=100, seed=k)
         gap = exact - estimate
         gaps[k] = gap.mean()
-        stderr = gap.std(ddof=1) / math.sqrt(n)
+        stderr = stderrs[k] = gap.std(ddof=1) / math.sqrt(n)
         if k == 1:
             expected, slack = kl, 0.0  # exactly the ELBO's gap
         else:
@@ -178,7 +178,23 @@ def test_imperfect_posterior_approaches_log_p_x_from_below(covariance):
             expected, slack = chi2 / (2 * k), chi2**2 / k**2
         assert abs(gaps[k] - expected) < 4 * stderr + slack, (k, gaps[k], expected, stderr)
     # From below, and closer as K grows.
-    assert gaps[1] > gaps[10] > gaps[1000] > -4 * stderr
+    assert gaps[1] > gaps[10] > gaps[1000] > -4 * stderrs[1000]
+
+
+def test_default_is_the_documented_protocol_of_100_samples():
+    # The README's and evaluate_vae's figures use K = 100; so does a bare call.
+    ppca = PPCA(orthogonal=True, seed=3)
+    sd = np.sqrt(np.diag(ppca.posterior_cov))
+    model = ppca.vae("diagonal", mean_shift=0.4 * sd, cov_factor=1.5)  # weights vary with the draws
+    x = ppca.sample(8, seed=6)
+    np.testing.assert_array_equal(
+        importance_sampled_log_likelihood(model, x, seed=5),
+        importance_sampled_log_likelihood(model, x, num_samples=100, seed=5),
+    )
+    assert not np.array_equal(
+        importance_sampled_log_likelihood(model, x, num_samples=100, seed=5),
+        importance_sampled_log_likelihood(model, x, num_samples=200, seed=5),
+    )
 
 
 # === 1-D latent, nonlinear decoder, quadrature ===

@@ -11,6 +11,7 @@ LATENT = 2
 
 
 def networks():
+    keras.utils.set_random_seed(0)
     encoder = kerasvae.networks.build_mlp_encoder(DATA_SHAPE, LATENT, hidden_units=(8,))
     decoder = kerasvae.networks.build_mlp_decoder(LATENT, DATA_SHAPE, hidden_units=(8,))
     ref.make_posterior_nearly_deterministic(encoder)
