@@ -46,6 +46,7 @@ ALLOWED = {
     "data": {"io_utils"},
     "evaluation": {"divergences", "likelihoods", "layers", "models", "training"},
     "callbacks": {"io_utils"},
+    "callbacks_safety": {"io_utils"},
     "plotting": {"io_utils", "data", "evaluation"},
     "zoo": {"likelihoods", "layers", "models", "networks", "schedules"},
     "export": {"io_utils", "divergences", "likelihoods", "layers", "models"},
