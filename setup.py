@@ -21,6 +21,7 @@ setup(
         "plot": ["matplotlib>=3.8"],
         "test": [
             "pytest>=8",
+            "hypothesis>=6.100",
             "tensorflow-probability==0.25.0",
             "tf-keras==2.21.*",
             "jax[cpu]>=0.4.30",
