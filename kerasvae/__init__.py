@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
+# The command line picks the backend and silences TensorFlow's start-up before
+# Keras is imported; a no-op when kerasvae is imported by a program.
+from kerasvae import _startup  # noqa: E402
+
+_startup.prepare_command_line()
+
 from kerasvae import (
     callbacks,
     data,
@@ -14,8 +20,8 @@ from kerasvae import (
     zoo,
 )
 from kerasvae.layers import CholeskyPosterior, GaussianPosterior, Sampling
-from kerasvae.likelihoods import Bernoulli, Gaussian
-from kerasvae.models import VAE
+from kerasvae.likelihoods import Bernoulli, DiscretizedLogistic, Gaussian
+from kerasvae.models import IWAE, VAE, BetaVAE, ConditionalVAE, HierarchicalVAE, VampPriorVAE
 
 
 def export_saved_model(model, base_path, version=None, overwrite=False):
@@ -31,6 +37,12 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
 
 __all__ = [
     "Bernoulli",
+    "BetaVAE",
+    "ConditionalVAE",
+    "DiscretizedLogistic",
+    "HierarchicalVAE",
+    "IWAE",
+    "VampPriorVAE",
     "CholeskyPosterior",
     "Gaussian",
     "GaussianPosterior",

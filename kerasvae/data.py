@@ -126,18 +126,28 @@ def binarize(x, seed=None):
     return (rng.random(x.shape, dtype=np.float32) < x).astype("float32")
 
 
-def make_dataset(x, batch_size=128, shuffle=True, dynamic_binarization=False, seed=None):
-    """A batched, prefetched `tf.data.Dataset` of `x` for `VAE.fit`.
+def make_dataset(x, batch_size=128, shuffle=True, dynamic_binarization=False, seed=None, labels=None):
+    """A batched, prefetched `tf.data.Dataset` of `x` (or `(x, labels)`) for `fit`.
 
     With `dynamic_binarization=True` a fresh binary sample of each image is
     drawn every epoch (Salakhutdinov and Murray, 2008), the usual protocol for
-    Bernoulli likelihoods on grey-level images.
+    Bernoulli likelihoods on grey-level images. With `labels` (for the
+    conditional family) each element is `(images, labels)`.
     """
     import tensorflow as tf
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(x, dtype="float32"))
+    x = np.asarray(x, dtype="float32")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape[:1] != x.shape[:1]:
+            raise ValueError(
+                f"labels must have one entry per image. Received {len(x)} images and "
+                f"labels of shape {labels.shape}"
+            )
+    # Images and labels travel together, so one shuffle keeps them paired.
+    ds = tf.data.Dataset.from_tensor_slices(x if labels is None else (x, labels))
     if shuffle:
         ds = ds.shuffle(min(len(x), 60_000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
@@ -147,11 +157,15 @@ def make_dataset(x, batch_size=128, shuffle=True, dynamic_binarization=False, se
         # and safe under parallel map (an op-level seed in a map function
         # would give the same draw every epoch).
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda b, s: tf.cast(
-                tf.random.stateless_uniform(tf.shape(b), seed=tf.stack([s, tf.constant(0, tf.int64)])) < b,
-                tf.float32,
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def draw(images, s):
+            uniform = tf.random.stateless_uniform(tf.shape(images), seed=tf.stack([s, tf.constant(0, tf.int64)]))
+            return tf.cast(uniform < images, tf.float32)
+
+        if labels is None:
+            ds = tf.data.Dataset.zip((ds, seeds)).map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda batch, s: (draw(batch[0], s), batch[1]), num_parallel_calls=tf.data.AUTOTUNE
+            )
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -13,6 +13,7 @@ as it is.
 
 import json
 import os
+import zipfile
 
 SAVEDMODELS_ENV = "KERASVAE_SAVEDMODELS"
 
@@ -27,6 +28,97 @@ def _register_classes():
     import kerasvae.layers  # noqa: F401
     import kerasvae.likelihoods  # noqa: F401
     import kerasvae.models  # noqa: F401
+
+
+class UnsafeModelError(ValueError):
+    """A `.keras` file carries code (a Lambda layer, a serialized lambda) and
+    loading it was not allowed."""
+
+
+def _walk(node, where):
+    """Yields `(config dict, location)` for every dict in a Keras config tree."""
+    if isinstance(node, dict):
+        config = node.get("config")
+        name = config.get("name") if isinstance(config, dict) else None
+        here = f"{where}/{name}" if isinstance(name, str) else where
+        yield node, here
+        for value in node.values():
+            yield from _walk(value, here)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value, where)
+
+
+def unsafe_entries(path):
+    """What in a `.keras` file would run code of the file's choosing when loaded.
+
+    Keras stores a `Lambda` layer's function, and any Python `lambda` used as
+    an activation or another argument, as marshalled bytecode
+    (`"class_name": "__lambda__"`) that runs when the model is built or
+    called. Every other object a kerasvae file refers to is a Keras built-in or
+    a class registered by an imported package (e.g. `kerasvae>VAE`), found by
+    name; Keras never imports a module a file names outside Keras itself.
+
+    Returns:
+        A list of readable descriptions, empty for a safe file.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: the file is not a `.keras` archive.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No model file at {path!r}.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path!r} is not a Keras model file (a .keras zip archive holding config.json): {e}"
+        ) from e
+    found = []
+    for node, where in _walk(config, ""):
+        class_name = node.get("class_name")
+        module = str(node.get("module") or "")
+        if class_name == "Lambda" and (module == "keras" or module.startswith("keras.")):
+            found.append(f"a Lambda layer {where!r} (its function is Python code)")
+        elif class_name == "__lambda__":
+            found.append(f"a serialized Python lambda (bytecode) in {where or '/'!r}")
+    return sorted(set(found))
+
+
+def load_keras_model(path, allow_unsafe=False, compile=True):
+    """Loads a `.keras` file, refusing one that carries code unless allowed.
+
+    The file is inspected before Keras reads it (`unsafe_entries`); a safe
+    file is loaded with `safe_mode=True`. Every kerasvae model saves as a
+    safe file.
+
+    Args:
+        path: str. The `.keras` file.
+        allow_unsafe: bool. Load a file that carries a Lambda layer or other
+            Python code (with `safe_mode=False`): only for files you trust,
+            since that code runs in this process.
+        compile: bool. Restore the training configuration (optimizer).
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        UnsafeModelError: the file carries code and `allow_unsafe` is False.
+        ValueError: the file is not a `.keras` archive.
+    """
+    import keras
+
+    _register_classes()
+    path = os.fspath(path)
+    entries = unsafe_entries(path)
+    if entries and not allow_unsafe:
+        raise UnsafeModelError(
+            f"Refusing to load {path!r}: it carries {'; '.join(entries)}, code that would run "
+            "in this process when the model is loaded or called. kerasvae models never need "
+            "it. Load it only if you trust where it came from: pass allow_unsafe=True "
+            "(on the command line: --unsafe)."
+        )
+    return keras.saving.load_model(path, compile=compile, safe_mode=not entries)
 
 
 def savedmodels_dir():
@@ -89,17 +181,18 @@ def load_pretrained(name, version=None):
     return verify_saved_model(pretrained_path(name, version))
 
 
-def load_pretrained_keras(name, learning_rate=1e-4):
+def load_pretrained_keras(name, learning_rate=1e-4, allow_unsafe=False):
     """Loads the Keras model of a pretrained entry, compiled for fine-tuning.
 
     The file holds weights only (no optimizer state, a third of the size), so
     a fresh Adam with `learning_rate` is attached; `compile` again to change it.
+    A file that carries code (a Lambda layer) is refused unless
+    `allow_unsafe=True` (see `load_keras_model`).
     """
     import keras
 
-    _register_classes()
     path = os.path.join(_entry(name), "model.keras")
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    model = load_keras_model(path, allow_unsafe=allow_unsafe, compile=False)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return model
 
@@ -166,16 +259,12 @@ def publish(run_dir, name):
     Writes the weights-only `model.keras`, `metrics.json` and the model card;
     the SavedModel version itself is written by the run's export.
     """
-    import keras
-
     from kerasvae.callbacks import atomic_save_model
     from kerasvae.io_utils import atomic_write_text
 
-    _register_classes()
-
     entry = os.path.join(savedmodels_dir(), name)
     os.makedirs(entry, exist_ok=True)
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False, safe_mode=True)
+    model = load_keras_model(os.path.join(run_dir, "model.keras"), compile=False)
     atomic_save_model(model, os.path.join(entry, "model.keras"))
     with open(os.path.join(run_dir, "metrics.json")) as f:
         atomic_write_text(os.path.join(entry, "metrics.json"), f.read())

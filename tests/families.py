@@ -27,7 +27,11 @@ def _vae(models, seed, **kwargs):
 
 
 def _beta_vae(models, seed, **kwargs):
-    return models.BetaVAE(*_mlp(), beta=4.0, max_capacity=5.0, capacity_steps=10, seed=seed, **kwargs)
+    # Plain beta-VAE: the capacity objective |mean KL - C| (like free bits) is a
+    # non-linear function of the batch mean, so under data parallelism each
+    # replica penalizes its own slice's mean and the update differs from one
+    # device by design; the capacity form is covered in tests/models/test_beta_vae.py.
+    return models.BetaVAE(*_mlp(), beta=4.0, seed=seed, **kwargs)
 
 
 def _conditional_vae(models, seed, **kwargs):

@@ -78,3 +78,16 @@ def float64_context():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def describe_signatures(loaded):
+    """A stable text form of every signature: inputs and outputs with dtype and shape."""
+    lines = []
+    for name in sorted(loaded.signatures):
+        fn = loaded.signatures[name]
+        lines.append(f"signature {name}")
+        for key, spec in sorted(fn.structured_input_signature[1].items()):
+            lines.append(f"  input  {key}: {spec.dtype.name} {spec.shape.as_list()}")
+        for key, spec in sorted(fn.structured_outputs.items()):
+            lines.append(f"  output {key}: {spec.dtype.name} {spec.shape.as_list()}")
+    return "\n".join(lines) + "\n"

@@ -64,27 +64,15 @@ def test_corrupt_files_are_reported(tmp_path):
         data.load_fashion_mnist(str(folder))
 
 
-def test_binarize_draws_pixels_with_their_grey_level():
-    x = np.full((200, 28, 28, 1), 0.3, dtype=np.float32)
-    b = data.binarize(x, seed=0)
-    assert set(np.unique(b)) == {0.0, 1.0}
-    assert abs(b.mean() - 0.3) < 0.005
-    np.testing.assert_array_equal(b, data.binarize(x, seed=0))
-    with pytest.raises(ValueError, match=r"\[0, 255\]"):
-        data.binarize(np.array([0.0, 255.0]))
-
-
-def test_make_dataset_batches_and_binarizes_each_epoch():
-    x = np.full((10, 28, 28, 1), 0.5, dtype=np.float32)
-    ds = data.make_dataset(x, batch_size=4, shuffle=False, dynamic_binarization=True, seed=1)
-    batches = [b.numpy() for b in ds]
-    assert [len(b) for b in batches] == [4, 4, 2]
-    assert set(np.unique(np.concatenate(batches))) == {0.0, 1.0}
-    again = np.concatenate([b.numpy() for b in ds])
-    assert not np.array_equal(np.concatenate(batches), again)  # a fresh draw per epoch
-    fresh = data.make_dataset(x, 4, shuffle=False, dynamic_binarization=True, seed=1)
-    np.testing.assert_array_equal(  # repeatable for a seed
-        np.concatenate([b.numpy() for b in fresh]), np.concatenate(batches)
-    )
-    with pytest.raises(ValueError, match="batch_size=0"):
-        data.make_dataset(x, batch_size=0)
+def test_make_dataset_keeps_labels_paired_with_their_images_under_binarization():
+    x = np.zeros((40, 2, 2, 1), "float32")
+    x[:, 0, 0, 0] = np.arange(40) % 2  # pixel (0, 0) is 1 exactly for odd images (p = 0 or 1)
+    labels = np.arange(40) % 2
+    ds = data.make_dataset(x, 8, shuffle=True, dynamic_binarization=True, seed=3, labels=labels)
+    seen = 0
+    for images, batch_labels in ds:
+        np.testing.assert_array_equal(np.asarray(images)[:, 0, 0, 0], np.asarray(batch_labels))
+        seen += len(batch_labels)
+    assert seen == 40
+    with pytest.raises(ValueError, match=r"labels of shape \(3,\)"):
+        data.make_dataset(x, 8, labels=np.zeros(3))

@@ -107,26 +107,7 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
     np.testing.assert_allclose(noisy["history"]["beta"], single["history"]["beta"])
 
 
-@pytest.mark.requires_tensorflow
-def test_multi_worker_mirrored_strategy_matches_one_device(tmp_path):
-    ports = _free_ports(2)
-    outs = [tmp_path / f"worker{i}.json" for i in range(2)]
-    workers = [_start("multi_worker", outs[i], i, *ports) for i in range(2)]
-    for worker in workers:
-        _finish(worker)
-    results = [json.loads(out.read_text()) for out in outs]
-    for result in results:
-        _check_same_updates(result, num_replicas=2)
-    # Both workers hold the same model at the end.
-    for name in results[0]:
-        for a, b in zip(results[0][name]["distributed"]["weights"], results[1][name]["distributed"]["weights"]):
-            np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.skipif(
-    keras.backend.backend() != "jax",
-    reason="trains on JAX in a subprocess; runs in the JAX pass of the suite",
-)
+@pytest.mark.requires_tensorflow  # not TF-only: the JAX run is a subprocess; this runs it once per suite
 def test_jax_data_parallel_matches_one_device(tmp_path):
     out = tmp_path / "jax.json"
     _finish(_start("jax_data_parallel", out))

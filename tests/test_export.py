@@ -15,22 +15,8 @@ from tests.helpers import DATA_SHAPE, random_images, tiny_vae
 
 pytestmark = pytest.mark.requires_tensorflow
 
-GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 DETERMINISTIC = ("encode", "decode", "reconstruct", "serving_default")
-
-
-def describe_signatures(loaded):
-    """A stable text form of every signature: inputs and outputs with dtype and shape."""
-    lines = []
-    for name in sorted(loaded.signatures):
-        fn = loaded.signatures[name]
-        lines.append(f"signature {name}")
-        for key, spec in sorted(fn.structured_input_signature[1].items()):
-            lines.append(f"  input  {key}: {spec.dtype.name} {spec.shape.as_list()}")
-        for key, spec in sorted(fn.structured_outputs.items()):
-            lines.append(f"  output {key}: {spec.dtype.name} {spec.shape.as_list()}")
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -43,27 +29,7 @@ def exported(tmp_path_factory):
     return model, path, tf.saved_model.load(path)
 
 
-# === Signatures ===
-@pytest.mark.parametrize("name", sorted(zoo.PRESETS))
-def test_signatures_match_golden_files(name, tmp_path):
-    path = export.export_saved_model(zoo.build(name, seed=0), str(tmp_path / name))
-    text = describe_signatures(tf.saved_model.load(path))
-    golden = os.path.join(GOLDEN_DIR, f"signatures_{name}.txt")
-    if os.environ.get("KERASVAE_UPDATE_GOLDENS") == "1":
-        os.makedirs(GOLDEN_DIR, exist_ok=True)
-        with open(golden, "w") as f:
-            f.write(text)
-    assert os.path.isfile(golden), f"No golden file {golden}. Create it with: KERASVAE_UPDATE_GOLDENS=1 pytest {__file__}"
-    with open(golden) as f:
-        expected = f.read()
-    assert text == expected, (
-        f"The SavedModel signatures of preset {name!r} changed. Clients of TF Serving depend "
-        "on them: if the change is intended, regenerate the golden files with\n"
-        f"  KERASVAE_UPDATE_GOLDENS=1 .venv/bin/python -m pytest {__file__}\n"
-        "and commit them.\n--- expected\n" + expected + "--- got\n" + text
-    )
-
-
+# === Signatures (golden files per preset: tests/test_zoo.py) ===
 def test_every_named_signature_is_there(exported):
     _, path, loaded = exported
     assert set(export.SIGNATURE_NAMES) <= set(loaded.signatures)

@@ -35,6 +35,7 @@ FACE = "<face>"
 # room -> the rooms it may import (besides itself). Order matters: a room may
 # only list rooms above it.
 ALLOWED = {
+    "_startup": set(),
     "io_utils": set(),
     "divergences": set(),
     "schedules": set(),
@@ -45,24 +46,27 @@ ALLOWED = {
     "networks": {"layers"},
     "data": {"io_utils"},
     "evaluation": {"divergences", "likelihoods", "layers", "models", "training"},
-    "callbacks": {"io_utils"},
-    "callbacks_safety": {"io_utils"},
     "plotting": {"io_utils", "data", "evaluation"},
+    "callbacks": {"io_utils", "plotting"},
+    "callbacks_safety": {"io_utils"},
     "zoo": {"likelihoods", "layers", "models", "networks", "schedules"},
+    "protocol": {"io_utils", "data", "evaluation", "schedules", "zoo", "callbacks"},
     "export": {"io_utils", "divergences", "likelihoods", "layers", "models"},
     "serving": {"io_utils"},
     "pretrained": {
         "io_utils", "likelihoods", "layers", "models", "networks", "callbacks", "zoo", "export",
     },
     FACE: {
-        "io_utils", "divergences", "likelihoods", "layers", "training", "models", "networks",
+        "_startup", "io_utils", "divergences", "likelihoods", "layers", "training", "models",
+        "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        "schedules",
+        "schedules", "protocol",
     },
     "cli": {
-        "io_utils", "divergences", "likelihoods", "layers", "training", "models", "networks",
+        "_startup", "io_utils", "divergences", "likelihoods", "layers", "training", "models",
+        "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        "schedules", FACE,
+        "schedules", "protocol", FACE,
     },
     "__main__": {"cli"},
 }  # fmt: skip
@@ -70,7 +74,7 @@ ALLOWED = {
 # Backend libraries stay in the rooms that must use them (STYLE.md: math is
 # keras.ops; tensorflow only in the TF train step, export, serving, tf.data).
 BACKEND_ROOMS = {
-    "tensorflow": {"training", "export", "serving", "data"},
+    "tensorflow": {"training", "export", "serving", "data", "_startup"},
     "jax": {"training"},
 }
 
@@ -214,7 +218,7 @@ def test_the_checker_sees_every_form_of_import():
         "line 6: from kerasvae import cli reaches cli",
         "line 7: from kerasvae.serving.rest import ... reaches serving",
         "line 8: import tensorflow (a backend, allowed only in "
-        "['data', 'export', 'serving', 'training'])",
+        "['_startup', 'data', 'export', 'serving', 'training'])",
     ]
     # Relative imports resolve against the importing module's package.
     rest = ROOT / "serving" / "rest.py"

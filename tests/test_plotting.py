@@ -145,7 +145,7 @@ def test_reconstruction_pairs_rejects_mismatched_shapes(tmp_path):
     "z, labels, class_names, message",
     [
         (np.zeros(5), np.zeros(5, int), None, "Received: z.shape=(5,)"),
-        (np.zeros((5, 1)), np.zeros(5, int), None, "Received: z.shape=(5, 1)"),
+        (np.zeros((5, 0)), np.zeros(5, int), None, "Received: z.shape=(5, 0)"),
         (np.zeros((1, 3)), np.zeros(1, int), None, "Received: z.shape=(1, 3)"),
         (np.full((5, 2), np.inf), np.zeros(5, int), None, "z must be finite"),
         (np.zeros((5, 2)), np.zeros(4, int), None, "Received: labels.shape=(4,)"),

@@ -60,14 +60,21 @@ class CholeskyPosterior(keras.layers.Layer):
         self._diagonal_mask = np.eye(k, dtype="float32")
         # === Layers ===
         self.mean_dense = keras.layers.Dense(
-            k, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="z_mean"
+            k, kernel_initializer=self._fresh_initializer(), dtype=self.dtype_policy, name="z_mean"
         )
         self.tril_dense = keras.layers.Dense(
             rows.size,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=self._fresh_initializer(),
             dtype=self.dtype_policy,
             name="scale_tril_entries",
         )
+
+    def _fresh_initializer(self):
+        # A Keras initializer without a seed fixes one at construction, so a
+        # shared instance gives every head the same draw (z_mean == z_log_var
+        # at init). Each head gets its own copy, as Keras' attention layers do.
+        init = self.kernel_initializer
+        return type(init).from_config(init.get_config())
 
     def build(self, input_shape):
         self.mean_dense.build(input_shape)

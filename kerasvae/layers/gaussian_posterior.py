@@ -57,11 +57,18 @@ class GaussianPosterior(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         # === Layers ===
         self.mean_dense = keras.layers.Dense(
-            latent_dim, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="z_mean"
+            latent_dim, kernel_initializer=self._fresh_initializer(), dtype=self.dtype_policy, name="z_mean"
         )
         self.log_var_dense = keras.layers.Dense(
-            latent_dim, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="z_log_var"
+            latent_dim, kernel_initializer=self._fresh_initializer(), dtype=self.dtype_policy, name="z_log_var"
         )
+
+    def _fresh_initializer(self):
+        # A Keras initializer without a seed fixes one at construction, so a
+        # shared instance gives every head the same draw (z_mean == z_log_var
+        # at init). Each head gets its own copy, as Keras' attention layers do.
+        init = self.kernel_initializer
+        return type(init).from_config(init.get_config())
 
     def build(self, input_shape):
         self.mean_dense.build(input_shape)

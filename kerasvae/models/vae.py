@@ -58,8 +58,10 @@ class _LatestValue(keras.metrics.Metric):
         self.value.assign(ops.cast(value, self.value.dtype))
 
     def result(self):
-        # A tensor, not the variable (a distributed variable would land in the logs).
-        return ops.convert_to_tensor(self.value)
+        # A copy: on TensorFlow `.value` is the live variable, and a log that
+        # holds it would show whatever a later evaluation assigned (and a
+        # distributed variable must not land in the logs).
+        return ops.copy(self.value.value)
 
 
 @keras.saving.register_keras_serializable(package="kerasvae")
@@ -416,9 +418,9 @@ class VAE(backend_trainer(), keras.Model):
 
     def advance_step(self, training):
         """The step the schedule reads; counts up once per training step."""
-        # Read the count before the increment (on TF `.value` is the variable
-        # itself, which later reads would see incremented).
-        step = ops.add(self.kl_step.value, 0)
+        # A tensor read now: on TensorFlow `.value` is the variable itself,
+        # which would be read after the assign below (the next step's value).
+        step = ops.copy(self.kl_step.value)
         if training:
             self.kl_step.assign(step + 1)
         return step

@@ -1,0 +1,118 @@
+"""What the command line does before Keras or TensorFlow is imported.
+
+`python -m kerasvae ...` and the `kerasvae` script import the package (and so
+Keras, and with it TensorFlow) before `kerasvae.cli.main` runs, and both
+choices below must be made before that import:
+
+- `--backend jax|tensorflow` sets `KERAS_BACKEND`; Keras reads it once, on
+  import.
+- Unless `--verbose` is given, TensorFlow's start-up chatter is kept off the
+  terminal. Most of it ("Could not find cuda drivers", "cpu_feature_guard")
+  is written by C++ code before absl logging is initialized, so
+  `TF_CPP_MIN_LOG_LEVEL` does not reach it: TensorFlow is imported with the
+  process's stderr (file descriptor 2) pointed at a temporary file, which is
+  dropped when the import succeeds and replayed when it fails. Later C++
+  logging is filtered by `TF_CPP_MIN_LOG_LEVEL=3`, Python-side logging by
+  absl's and TensorFlow's loggers set to ERROR.
+
+`kerasvae/__init__.py` calls `prepare_command_line()` first thing; it does
+nothing unless this process is the command line, so `import kerasvae` in a
+program or a notebook changes no setting.
+"""
+
+import os
+import sys
+import tempfile
+
+PROGRAM = "kerasvae"
+BACKENDS = ("tensorflow", "jax")
+
+
+def is_command_line():
+    """Whether this process runs `kerasvae ...` or `python -m kerasvae ...`."""
+    if os.path.basename(sys.argv[0] if sys.argv else "") == PROGRAM:
+        return True  # the console script
+    original = list(getattr(sys, "orig_argv", []))
+    i = 1
+    while i < len(original):
+        arg = original[i]
+        if arg == "-m":
+            return i + 1 < len(original) and original[i + 1] == PROGRAM
+        if arg.startswith("-m"):
+            return arg[2:] == PROGRAM
+        if arg.startswith("-c") or not arg.startswith("-"):
+            return False  # `python -c`, a script, or another program
+        i += 2 if arg in ("-W", "-X") else 1  # the options of python that take a value
+    return False
+
+
+def read_options(argv):
+    """`(backend, verbose)` from the command line arguments, before argparse sees them."""
+    backend, verbose = None, False
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--backend" and i + 1 < len(argv):
+            backend = argv[i + 1]
+        elif arg.startswith("--backend="):
+            backend = arg.split("=", 1)[1]
+        elif arg == "--verbose":
+            verbose = True
+    return backend, verbose
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 sent to a temporary file.
+
+    The captured text is written back to stderr if the import fails.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode("utf-8", "replace"))
+            sys.stderr.flush()
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    quiet_python_logging()
+
+
+def quiet_python_logging():
+    import logging
+
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def prepare(argv, verbose=None):
+    """Applies `--backend` and, unless `--verbose`, silences TensorFlow's start-up."""
+    backend, flag = read_options(argv)
+    verbose = flag if verbose is None else verbose
+    if backend in BACKENDS and "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = backend
+    if verbose:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        import_tensorflow_quietly()
+    except ImportError:
+        pass  # TensorFlow missing: the verbs that need it say so
+
+
+def prepare_command_line():
+    if is_command_line():
+        prepare(sys.argv[1:])

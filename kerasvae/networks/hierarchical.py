@@ -1,0 +1,210 @@
+"""Networks of the two-level hierarchical VAE (`kerasvae.models.HierarchicalVAE`).
+
+Each builder returns a dict of four built functional models, ready for
+`HierarchicalVAE(**networks)`:
+
+```
+encoder:     x        -> [z2_mean, z2_log_var]    q(z2 | x)
+z1_encoder:  [x, z2]  -> [z1_mean, z1_log_var]    q(z1 | x, z2)
+z1_prior:    z2       -> [z1_mean, z1_log_var]    p(z1 | z2)
+decoder:     [z1, z2] -> likelihood parameters    p(x | z1, z2)
+```
+
+As in Tomczak and Welling's HVAE, z2 is read straight from x, z1 from x and
+z2 (each through its own branch, joined by a further layer), and the decoder
+reads z1 and z2 through separate branches joined the same way. Hidden layers
+are gated dense layers (`gated=True`, published) or He-initialized ReLU dense
+layers; log-variances are clipped to [-6, 2] as by the published hardtanh.
+"""
+
+import keras
+
+from kerasvae.layers.gated_dense import GatedDense, he_normal
+from kerasvae.networks.gated_mlp import dense_image_heads, gated_posterior_head
+from kerasvae.networks.mlp import _check_positive_int
+
+
+def _hidden(units, gated, name):
+    if gated:
+        return GatedDense(units, name=name)
+    return keras.layers.Dense(units, activation="relu", kernel_initializer=he_normal(), name=name)
+
+
+def _check_common(data_shape, z1_dim, z2_dim, hidden_units, num_outputs):
+    _check_positive_int("z1_dim", z1_dim)
+    _check_positive_int("z2_dim", z2_dim)
+    _check_positive_int("hidden_units", hidden_units)
+    if num_outputs not in (1, 2):
+        raise ValueError(f"num_outputs must be 1 or 2. Received: num_outputs={num_outputs!r}")
+    data_shape = tuple(data_shape)
+    if not data_shape or not all(isinstance(d, int) and d > 0 for d in data_shape):
+        raise ValueError(
+            f"data_shape must be a tuple of positive integers. Received: data_shape={data_shape!r}"
+        )
+    return data_shape
+
+
+def _z1_prior(z2_dim, z1_dim, hidden_units, gated, log_var_min, log_var_max):
+    z2 = keras.Input(shape=(z2_dim,), name="z2")
+    h = _hidden(hidden_units, gated, "hidden_0")(z2)
+    h = _hidden(hidden_units, gated, "hidden_1")(h)
+    outputs = gated_posterior_head(h, z1_dim, "diagonal", log_var_min, log_var_max, name="p_z1")
+    return keras.Model(z2, outputs, name="z1_prior")
+
+
+def _join(a, b, hidden_units, gated, prefix):
+    """Each input through its own hidden layer, then one more on both."""
+    a = _hidden(hidden_units, gated, f"{prefix}_a")(a)
+    b = _hidden(hidden_units, gated, f"{prefix}_b")(b)
+    joint = keras.layers.Concatenate(name=f"{prefix}_concat")([a, b])
+    return _hidden(hidden_units, gated, f"{prefix}_joint")(joint)
+
+
+def build_hierarchical_mlp(
+    data_shape,
+    z1_dim=40,
+    z2_dim=40,
+    hidden_units=300,
+    gated=True,
+    log_var_min=-6.0,
+    log_var_max=2.0,
+    num_outputs=1,
+):
+    """Builds the HVAE networks of Tomczak and Welling (MLP, 300 gated units).
+
+    Args:
+        data_shape: tuple of int. Shape of one example, e.g. `(28, 28, 1)`.
+        z1_dim: int. Size of the lower latent z1 (40 in the paper).
+        z2_dim: int. Size of the top latent z2 (40 in the paper).
+        hidden_units: int. Width of every hidden layer.
+        gated: bool. Gated dense hidden layers (published) or ReLU ones.
+        log_var_min, log_var_max: float or None. Log-variance clamp.
+        num_outputs: int. Decoder heads: 1 (logits or mean) or 2 (mean and
+            per-pixel log-variance).
+
+    Returns:
+        A dict `{"encoder", "z1_encoder", "z1_prior", "decoder"}` of built
+        functional `keras.Model`s.
+
+    Reference:
+        Tomczak and Welling, "VAE with a VampPrior", AISTATS 2018.
+    """
+    data_shape = _check_common(data_shape, z1_dim, z2_dim, hidden_units, num_outputs)
+
+    def head(h, dim, name):
+        return gated_posterior_head(h, dim, "diagonal", log_var_min, log_var_max, name=name)
+
+    # q(z2 | x)
+    x = keras.Input(shape=data_shape, name="x")
+    h = keras.layers.Flatten()(x)
+    h = _hidden(hidden_units, gated, "hidden_0")(h)
+    h = _hidden(hidden_units, gated, "hidden_1")(h)
+    encoder = keras.Model(x, head(h, z2_dim, "q_z2"), name="z2_encoder")
+    # q(z1 | x, z2)
+    x = keras.Input(shape=data_shape, name="x")
+    z2 = keras.Input(shape=(z2_dim,), name="z2")
+    h = _join(keras.layers.Flatten()(x), z2, hidden_units, gated, "q_z1")
+    z1_encoder = keras.Model([x, z2], head(h, z1_dim, "q_z1"), name="z1_encoder")
+    # p(x | z1, z2)
+    z1 = keras.Input(shape=(z1_dim,), name="z1")
+    z2 = keras.Input(shape=(z2_dim,), name="z2")
+    h = _join(z1, z2, hidden_units, gated, "p_x")
+    outputs = dense_image_heads(h, data_shape, num_outputs)
+    decoder = keras.Model([z1, z2], outputs[0] if num_outputs == 1 else outputs, name="decoder")
+    return {
+        "encoder": encoder,
+        "z1_encoder": z1_encoder,
+        "z1_prior": _z1_prior(z2_dim, z1_dim, hidden_units, gated, log_var_min, log_var_max),
+        "decoder": decoder,
+    }
+
+
+def _conv_features(x, filters, prefix):
+    h = x
+    for i, f in enumerate(filters):
+        h = keras.layers.Conv2D(
+            f, 3, strides=2, padding="same", activation="relu",
+            kernel_initializer=he_normal(), name=f"{prefix}_conv_{i}",
+        )(h)
+    return keras.layers.Flatten(name=f"{prefix}_flatten")(h)
+
+
+def build_hierarchical_conv(
+    data_shape,
+    z1_dim=40,
+    z2_dim=40,
+    filters=(32, 64),
+    hidden_units=300,
+    gated=True,
+    log_var_min=-6.0,
+    log_var_max=2.0,
+    num_outputs=1,
+):
+    """Builds convolutional HVAE networks for images of any size divisible by 2^len(filters).
+
+    Both encoders read x through their own stack of stride-2 3x3 ReLU
+    convolutions (each halves height and width); the decoder joins its z1 and
+    z2 branches, projects to a `(h / 2^L, w / 2^L, filters[-1])` map and
+    mirrors the stack with transposed convolutions, ending in a 3x3
+    convolution with one (or two, `num_outputs=2`) outputs per channel. The
+    dense layers are gated as in the MLP (`gated=True`). With the default
+    two layers, any height and width divisible by 4 works (28x28x1, 32x32x3,
+    64x64x3).
+
+    Returns:
+        A dict `{"encoder", "z1_encoder", "z1_prior", "decoder"}` of built
+        functional `keras.Model`s.
+
+    Reference:
+        Tomczak and Welling, "VAE with a VampPrior", AISTATS 2018 (whose
+        convolutional HVAE uses gated convolutions; these are plain ones).
+    """
+    data_shape = _check_common(data_shape, z1_dim, z2_dim, hidden_units, num_outputs)
+    filters = tuple(filters)
+    if not filters:
+        raise ValueError(f"filters must hold at least one width. Received: filters={filters!r}")
+    for f in filters:
+        _check_positive_int("filters", f)
+    stride = 2 ** len(filters)
+    if len(data_shape) != 3 or data_shape[0] % stride or data_shape[1] % stride:
+        raise ValueError(
+            f"data_shape must be (height, width, channels) with height and width divisible "
+            f"by {stride} (2 ** len(filters)). Received: data_shape={data_shape}"
+        )
+
+    def head(h, dim, name):
+        return gated_posterior_head(h, dim, "diagonal", log_var_min, log_var_max, name=name)
+
+    # q(z2 | x)
+    x = keras.Input(shape=data_shape, name="x")
+    h = _hidden(hidden_units, gated, "hidden")(_conv_features(x, filters, "q_z2"))
+    encoder = keras.Model(x, head(h, z2_dim, "q_z2"), name="z2_encoder")
+    # q(z1 | x, z2)
+    x = keras.Input(shape=data_shape, name="x")
+    z2 = keras.Input(shape=(z2_dim,), name="z2")
+    h = _join(_conv_features(x, filters, "q_z1"), z2, hidden_units, gated, "q_z1")
+    z1_encoder = keras.Model([x, z2], head(h, z1_dim, "q_z1"), name="z1_encoder")
+    # p(x | z1, z2)
+    z1 = keras.Input(shape=(z1_dim,), name="z1")
+    z2 = keras.Input(shape=(z2_dim,), name="z2")
+    h = _join(z1, z2, hidden_units, gated, "p_x")
+    height, width, channels = data_shape[0] // stride, data_shape[1] // stride, data_shape[2]
+    h = keras.layers.Dense(
+        height * width * filters[-1], activation="relu", kernel_initializer=he_normal(),
+        name="project",
+    )(h)
+    h = keras.layers.Reshape((height, width, filters[-1]))(h)
+    for i, f in enumerate(reversed(filters)):
+        h = keras.layers.Conv2DTranspose(
+            f, 3, strides=2, padding="same", activation="relu",
+            kernel_initializer=he_normal(), name=f"deconv_{i}",
+        )(h)
+    heads = ["logits_or_mean", "log_var"][:num_outputs]
+    outputs = [keras.layers.Conv2D(channels, 3, padding="same", name=name)(h) for name in heads]
+    decoder = keras.Model([z1, z2], outputs[0] if num_outputs == 1 else outputs, name="decoder")
+    return {
+        "encoder": encoder,
+        "z1_encoder": z1_encoder,
+        "z1_prior": _z1_prior(z2_dim, z1_dim, hidden_units, gated, log_var_min, log_var_max),
+        "decoder": decoder,
+    }

@@ -1,0 +1,243 @@
+"""The standard binarized Fashion-MNIST protocol, so that our nats compare with published ones.
+
+The setup of the VampPrior code (Tomczak and Welling 2018), which the
+Fashion-MNIST table of Norouzi et al. (2020) reuses:
+
+- training images binarized dynamically: a fresh Bernoulli draw of every pixel
+  each epoch; the last `VALIDATION_SIZE` training images are held out,
+  binarized once (seed `VALIDATION_SEED`), for early stopping;
+- the 10,000 test images binarized once with seed `TEST_SEED`;
+- Adam, learning rate 5e-4, batch 100, KL warm-up linear over the first 100
+  epochs, early stopping after 50 epochs without a better validation
+  negative ELBO;
+- test negative log-likelihood by importance sampling with K = 5000, in nats,
+  with its standard error over the test images.
+
+Training is resumable across sessions: `keras.callbacks.BackupAndRestore`
+keeps the model, optimizer and epoch in the run folder; the best model so far
+(by validation negative ELBO) is written atomically to `best.keras`, and early
+stopping reads its state back from `history.csv` so patience survives a
+restart.
+"""
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+
+from kerasvae import data, evaluation, schedules, zoo
+from kerasvae.callbacks import atomic_save_model
+from kerasvae.io_utils import atomic_write_text
+
+VALIDATION_SIZE = 10_000
+VALIDATION_SEED = 1
+TEST_SEED = 0
+NLL_SAMPLES = 5000
+
+# Binarized Fashion-MNIST, test NLL in nats, 5000-sample importance sampling
+# (Norouzi et al. 2020, Table; the VampPrior rows reproduce Tomczak and Welling's setup).
+PUBLISHED = {
+    "VAE, standard prior (MLP)": 228.70,
+    "VAE, VampPrior (MLP)": 227.35,
+    "two-level HVAE, VampPrior (MLP)": 226.72,
+    "two-level HVAE, VampPrior (conv)": 224.67,
+}
+
+
+def binarized_splits(data_dir=None, validation_size=VALIDATION_SIZE):
+    """`{"train": (x, y), "validation": (x, y), "test": (x, y)}` of the protocol.
+
+    `train` holds grey levels (binarized afresh each epoch by the pipeline);
+    `validation` and `test` are binarized once with the protocol's seeds.
+    """
+    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(data_dir)
+    if not 0 < validation_size < len(x_train):
+        raise ValueError(
+            f"validation_size must lie in (0, {len(x_train)}). Received: validation_size={validation_size}"
+        )
+    cut = len(x_train) - validation_size
+    return {
+        "train": (x_train[:cut], y_train[:cut]),
+        "validation": (data.binarize(x_train[cut:], seed=VALIDATION_SEED), y_train[cut:]),
+        "test": (data.binarize(x_test, seed=TEST_SEED), y_test),
+    }
+
+
+class _ValidationNegativeELBO(keras.callbacks.Callback):
+    """Adds `val_negative_elbo` (reconstruction + KL, whatever the KL weight) to the logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "val_reconstruction_loss" in logs:
+            logs["val_negative_elbo"] = logs["val_reconstruction_loss"] + logs["val_kl_loss"]
+
+
+def _history_rows(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [row for row in csv.DictReader(f) if row.get("val_negative_elbo")]
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping whose best value and wait count come back from `history.csv`."""
+
+    def __init__(self, history_path, **kwargs):
+        super().__init__(**kwargs)
+        self.history_path = history_path
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        rows = _history_rows(self.history_path)
+        if rows:
+            values = [float(row["val_negative_elbo"]) for row in rows]
+            best = int(np.argmin(values))
+            self.best = values[best]
+            self.best_epoch = int(rows[best]["epoch"])
+            self.wait = len(values) - 1 - best
+
+
+class _SaveBest(keras.callbacks.Callback):
+    """Writes the model to `path` atomically whenever the validation -ELBO improves."""
+
+    def __init__(self, path, history_path):
+        super().__init__()
+        self.path = path
+        self.history_path = history_path
+        self.best = math.inf
+
+    def on_train_begin(self, logs=None):
+        rows = _history_rows(self.history_path)
+        if rows and os.path.isfile(self.path):
+            self.best = min(float(row["val_negative_elbo"]) for row in rows)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_negative_elbo")
+        if value is not None and np.isfinite(value) and value < self.best:
+            self.best = float(value)
+            atomic_save_model(self.model, self.path)
+
+
+def train(
+    preset,
+    run_dir,
+    max_epochs=2000,
+    patience=50,
+    warmup_epochs=100,
+    batch_size=100,
+    learning_rate=5e-4,
+    seed=0,
+    data_dir=None,
+    train_examples=None,
+    verbose=2,
+):
+    """Trains a zoo preset under the protocol; resumes a run folder that has a backup.
+
+    Returns the path of `best.keras`.
+    """
+    splits = binarized_splits(data_dir)
+    x_train, y_train = splits["train"]
+    if train_examples:
+        x_train, y_train = x_train[:train_examples], y_train[:train_examples]
+    x_val, y_val = splits["validation"]
+    os.makedirs(run_dir, exist_ok=True)
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    keras.utils.set_random_seed(seed)
+    model = zoo.build(
+        preset,
+        seed=seed,
+        kl_schedule=schedules.LinearWarmup(max(1, warmup_epochs * steps_per_epoch)),
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    conditional = model.num_classes is not None
+    train_ds = data.make_dataset(
+        x_train,
+        batch_size,
+        shuffle=True,
+        dynamic_binarization=True,
+        seed=seed,
+        labels=y_train if conditional else None,
+    )
+    validation = (x_val, y_val) if conditional else (x_val,)
+    history_path = os.path.join(run_dir, "history.csv")
+    best_path = os.path.join(run_dir, "best.keras")
+    callbacks = [
+        _ValidationNegativeELBO(),
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        _SaveBest(best_path, history_path),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        _ResumableEarlyStopping(
+            history_path, monitor="val_negative_elbo", patience=patience, mode="min"
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    start = time.time()
+    model.fit(
+        train_ds,
+        epochs=max_epochs,
+        validation_data=validation,
+        validation_batch_size=1000,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself
+        verbose=verbose,
+    )
+    state_path = os.path.join(run_dir, "train_state.json")
+    previous = {}
+    if os.path.isfile(state_path):
+        with open(state_path) as f:
+            previous = json.load(f)
+    rows = _history_rows(history_path)
+    state = {
+        "preset": preset,
+        "max_epochs": max_epochs,
+        "patience": patience,
+        "warmup_epochs": warmup_epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "train_examples": len(x_train),
+        "validation_examples": len(x_val),
+        "epochs_run": len(rows),
+        "best_epoch": int(np.argmin([float(r["val_negative_elbo"]) for r in rows])) + 1 if rows else None,
+        "train_seconds": round(previous.get("train_seconds", 0.0) + time.time() - start, 1),
+        "backend": keras.backend.backend(),
+        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+    }
+    atomic_write_text(state_path, json.dumps(state, indent=2))
+    return best_path
+
+
+def evaluate(model, num_samples=NLL_SAMPLES, test_examples=None, data_dir=None, seed=0, verbose=1):
+    """The protocol's test figures for a trained model, as a dict for `metrics.json`."""
+    x_test, y_test = binarized_splits(data_dir)["test"]
+    if test_examples:
+        x_test, y_test = x_test[:test_examples], y_test[:test_examples]
+    labels = y_test if model.num_classes is not None else None
+    start = time.time()
+    figures = evaluation.evaluate_vae(
+        model,
+        x_test,
+        labels,
+        num_importance_samples=num_samples,
+        nll_examples=len(x_test),
+        batch_size=100,
+        seed=seed,
+        verbose=verbose,
+    )
+    figures["evaluation_seconds"] = round(time.time() - start, 1)
+    figures["protocol"] = {
+        "dataset": "Fashion-MNIST",
+        "binarized": True,
+        "training_binarization": "dynamic (a fresh Bernoulli draw each epoch)",
+        "test_binarization_seed": TEST_SEED,
+        "validation_binarization_seed": VALIDATION_SEED,
+        "validation_examples": VALIDATION_SIZE,
+        "nll_num_samples": num_samples,
+        "test_examples": int(len(x_test)),
+        "units": "nats",
+    }
+    return figures

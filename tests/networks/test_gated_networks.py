@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+from keras import ops
+
+import kerasvae
+from kerasvae import networks
+from tests.helpers import gradients, to_numpy
+
+
+def test_published_mlp_has_the_papers_layers_and_sizes():
+    encoder = networks.build_gated_mlp_encoder((28, 28, 1))
+    decoder = networks.build_gated_mlp_decoder(40, (28, 28, 1))
+    gated = [l for l in encoder.layers if isinstance(l, kerasvae.layers.GatedDense)]
+    assert [l.units for l in gated] == [300, 300]
+    assert [tuple(t.shape) for t in encoder.outputs] == [(None, 40), (None, 40)]
+    # 784 -> gated 300 -> gated 300 -> (mean, log-variance) of 40: two
+    # weight matrices per gated layer.
+    expected = (784 * 600 + 600) + (300 * 600 + 600) + 2 * (300 * 40 + 40)
+    assert encoder.count_params() == expected
+    assert decoder.count_params() == (40 * 600 + 600) + (300 * 600 + 600) + (300 * 784 + 784)
+    assert tuple(decoder.outputs[0].shape) == (None, 28, 28, 1)
+
+
+def test_log_variance_head_clips_like_hardtanh():
+    """hardtanh(min=-6, max=2): identity inside, constant outside, no gradient outside."""
+    encoder = networks.build_gated_mlp_encoder((4,), latent_dim=3, hidden_units=(5,))
+    head = encoder.get_layer("posterior")
+    assert (head.log_var_min, head.log_var_max) == (-6.0, 2.0)
+    # Features that push the raw log-variance well past both ends.
+    features = np.random.default_rng(0).normal(size=(64, 5)).astype("float32") * 40.0
+    raw = to_numpy(head.log_var_dense(features))
+    assert raw.min() < -6.0 and raw.max() > 2.0 and np.any((raw > -6) & (raw < 2))
+    _, log_var = head(features)
+    np.testing.assert_allclose(to_numpy(log_var), np.clip(raw, -6.0, 2.0), rtol=1e-6, atol=1e-6)
+    (grad,) = gradients(lambda f: head(f)[1][:, 0], features)
+    inside = (raw[:, 0] > -6.0) & (raw[:, 0] < 2.0)
+    kernel = to_numpy(head.log_var_dense.kernel)[:, 0]
+    np.testing.assert_allclose(grad[inside], np.broadcast_to(kernel, grad[inside].shape), rtol=1e-5)
+    np.testing.assert_array_equal(grad[~inside], 0.0)
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3)])
+@pytest.mark.parametrize("builder", ["mlp", "conv"])
+def test_hierarchical_networks_build_for_sides_divisible_by_four(shape, builder):
+    build = getattr(networks, f"build_hierarchical_{builder}")
+    nets = build(shape, z1_dim=3, z2_dim=2, hidden_units=8, **({"filters": (4, 4)} if builder == "conv" else {}))
+    x = np.random.default_rng(0).random((2,) + shape).astype("float32")
+    z2_mean, z2_log_var = nets["encoder"](x)
+    assert tuple(z2_mean.shape) == tuple(z2_log_var.shape) == (2, 2)
+    z1_mean, _ = nets["z1_encoder"]([ops.convert_to_tensor(x), z2_mean])
+    assert tuple(z1_mean.shape) == (2, 3)
+    p_mean, _ = nets["z1_prior"](z2_mean)
+    assert tuple(p_mean.shape) == (2, 3)
+    assert tuple(nets["decoder"]([z1_mean, z2_mean]).shape) == (2,) + shape
+
+
+def test_hierarchical_mlp_is_gated_or_relu():
+    gated = networks.build_hierarchical_mlp((8, 8, 1), hidden_units=6)
+    plain = networks.build_hierarchical_mlp((8, 8, 1), hidden_units=6, gated=False)
+
+    def count(nets):
+        return sum(isinstance(l, kerasvae.layers.GatedDense) for m in nets.values() for l in m.layers)
+
+    # q(z2|x): 2, q(z1|x,z2): 3, p(z1|z2): 2, p(x|z1,z2): 3.
+    assert count(gated) == 10 and count(plain) == 0
+
+
+def test_bad_shapes_are_refused_with_the_value():
+    with pytest.raises(ValueError, match=r"divisible by 4.*data_shape=\(30, 30, 1\)"):
+        networks.build_hierarchical_conv((30, 30, 1))
+    with pytest.raises(ValueError, match="z1_dim=0"):
+        networks.build_hierarchical_mlp((28, 28, 1), z1_dim=0)
+    with pytest.raises(ValueError, match="hidden_units"):
+        networks.build_gated_mlp_encoder((28, 28, 1), hidden_units=())
+    with pytest.raises(ValueError, match="num_outputs=3"):
+        networks.build_gated_mlp_decoder(4, (28, 28, 1), num_outputs=3)

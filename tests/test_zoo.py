@@ -1,0 +1,121 @@
+"""The zoo is a table: every row builds, trains on both backends, round-trips and exports.
+
+Each preset is exercised at a small image shape (8x8x1; every preset builds for
+any shape whose sides divide by 4), so one row costs seconds.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import keras
+
+from kerasvae import zoo
+from tests.helpers import describe_signatures, save_and_load
+
+SMALL_SHAPE = (8, 8, 1)
+GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+NAMES = zoo.list_presets()
+
+
+def batch(model, n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n,) + tuple(model.data_shape)) < 0.5).astype("float32")
+    labels = rng.integers(0, model.num_classes, n) if model.num_classes else None
+    return x, labels
+
+
+def test_the_zoo_covers_every_family_with_an_mlp_and_a_conv_preset():
+    assert len(NAMES) >= 10
+    for family in zoo.FAMILIES:
+        networks = {zoo.get_preset(n).network for n in zoo.list_presets(family)}
+        assert networks & {"mlp", "gated_mlp"} and "conv" in networks, (family, networks)
+        assert zoo.REFERENCES[family]
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3)])
+def test_every_preset_builds_for_image_shapes_divisible_by_four(shape):
+    for name in NAMES:
+        model = zoo.build(name, data_shape=shape)
+        assert model.data_shape == shape, name
+        x, labels = batch(model, n=2)
+        assert tuple(model.reconstruct(x, labels=labels).shape) == (2,) + shape, name
+        keras.utils.clear_session()
+
+
+def test_bad_names_and_shapes_are_refused_with_the_value():
+    with pytest.raises(ValueError, match="Unknown preset.*'nope'"):
+        zoo.build("nope")
+    with pytest.raises(ValueError, match=r"divisible by 4.*\(30, 30, 1\)"):
+        zoo.build("mlp_fashion_mnist", data_shape=(30, 30, 1))
+    with pytest.raises(ValueError, match="latent_dim=0"):
+        zoo.build("mlp_fashion_mnist", latent_dim=0)
+    with pytest.raises(ValueError, match="family='nope'"):
+        zoo.list_presets("nope")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_preset_trains_round_trips_and_exports(name, tmp_path):
+    model = zoo.build(name, data_shape=SMALL_SHAPE, seed=0)
+    assert isinstance(model, zoo.FAMILIES[zoo.get_preset(name).family])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x, labels = batch(model, n=16)
+    history = model.fit(x, labels, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    reloaded = save_and_load(model, str(tmp_path / f"{name}.keras"))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model.reconstruct(x[:2], labels=None if labels is None else labels[:2])),
+        keras.ops.convert_to_numpy(reloaded.reconstruct(x[:2], labels=None if labels is None else labels[:2])),
+        atol=1e-5,
+    )
+    if keras.backend.backend() != "tensorflow":
+        return  # SavedModel export is TensorFlow's; the JAX run stops here
+    import tensorflow as tf
+
+    from kerasvae import export
+
+    path = export.export_saved_model(model, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(path)
+    assert set(export.SIGNATURE_NAMES) <= set(loaded.signatures)
+    text = describe_signatures(loaded)
+    golden = os.path.join(GOLDEN_DIR, f"signatures_{name}.txt")
+    if os.environ.get("KERASVAE_UPDATE_GOLDENS") == "1":
+        os.makedirs(GOLDEN_DIR, exist_ok=True)
+        with open(golden, "w") as f:
+            f.write(text)
+    assert os.path.isfile(golden), (
+        f"No golden file {golden}. Create it with: KERASVAE_UPDATE_GOLDENS=1 pytest {__file__}"
+    )
+    with open(golden) as f:
+        expected = f.read()
+    assert text == expected, (
+        f"The SavedModel signatures of preset {name!r} changed. Clients of TF Serving depend "
+        "on them: if the change is intended, regenerate the golden files with\n"
+        f"  KERASVAE_UPDATE_GOLDENS=1 .venv/bin/python -m pytest {__file__}\n"
+        "and commit them.\n--- expected\n" + expected + "--- got\n" + text
+    )
+    # The deterministic endpoints agree with the Keras model.
+    feeds = {"x": tf.constant(x[:3])}
+    if labels is not None:
+        feeds["label"] = tf.constant(labels[:3], tf.int64)
+    np.testing.assert_allclose(
+        loaded.signatures["reconstruct"](**feeds)["reconstruction"],
+        keras.ops.convert_to_numpy(model.reconstruct(x[:3], labels=None if labels is None else labels[:3])),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        loaded.signatures["elbo"](**feeds)["negative_elbo"],
+        keras.ops.convert_to_numpy(
+            model.negative_elbo(x[:3], labels=None if labels is None else labels[:3])["negative_elbo"]
+        ),
+        rtol=1e-4,
+    )
+    shown = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--dir", path, "--all"], capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    for signature in export.SIGNATURE_NAMES:
+        assert f"signature_def['{signature}']" in shown.stdout
