@@ -159,8 +159,8 @@ class ImageSnapshots(keras.callbacks.Callback):
         every: int. Epochs between snapshots.
         images: array of shape `(n, *data_shape)`, values in [0, 1]: the images
             to reconstruct (a few, e.g. `x_test[:10]`).
-        num_samples: int. Prior samples per snapshot (per class for a
-            conditional model, which draws every class).
+        num_samples: int. Prior samples per snapshot; a conditional model
+            draws one row per class instead, of `min(8, num_samples)` each.
         log_dir: str or None. TensorBoard log folder (e.g. the one given to
             `keras.callbacks.TensorBoard`); images go to `<log_dir>/images`.
         labels: array of shape `(n,)` or None. Classes of `images`, needed by a
@@ -224,7 +224,7 @@ class ImageSnapshots(keras.callbacks.Callback):
             view,
             os.path.join(self.directory, f"samples_epoch_{epoch:04d}.png"),
             num_samples=self.num_samples,
-            ncols=self.num_samples if view.conditional else min(8, self.num_samples),
+            ncols=min(8, self.num_samples),
             seed=self.seed,
         )
         paths = [reconstructions, samples]

@@ -20,6 +20,8 @@ Usage:
 .venv/bin/python scripts/mutation_test.py                 # sample of 60, report
 .venv/bin/python scripts/mutation_test.py --list          # every candidate mutant
 .venv/bin/python scripts/mutation_test.py --modules kerasvae/divergences.py --max-mutants 10
+.venv/bin/python scripts/mutation_test.py --output run.json       # then, after adding tests:
+.venv/bin/python scripts/mutation_test.py --rerun-survivors run.json
 ```
 """
 
@@ -226,18 +228,36 @@ def make_workspace():
     return workspace
 
 
-def run_tests(workspace, module, timeout):
+def run_tests(workspace, module, timeout, cwd=None):
     args, backend = TARGETS[module]
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1")
     env["PYTHONPATH"] = workspace
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
+    # -P: the working directory is not put on sys.path; the copy comes first.
+    args = [a if a.startswith("-") or not a.startswith("tests/") else os.path.join(workspace, a) for a in args]
+    command = [
+        sys.executable, "-P", "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+        "-c", os.path.join(workspace, "pytest.ini"), "--rootdir", workspace, *args,
+    ]
     start = time.time()
     try:
-        result = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            command, cwd=cwd or workspace, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return "timeout", time.time() - start, ""
-    tail = (result.stdout + result.stderr).strip().splitlines()[-1:] if result.returncode else []
+    output = result.stdout + result.stderr
+    tail = output.strip().splitlines()[-1:] if result.returncode else []
+    if result.returncode and _environment_broken(output):
+        return "env-error", time.time() - start, " ".join(tail)
     return ("killed" if result.returncode else "survived"), time.time() - start, " ".join(tail)
+
+
+def _environment_broken(output):
+    """A failure to import a third-party package says nothing about the mutant."""
+    for line in output.splitlines():
+        if "ModuleNotFoundError: No module named" in line and "kerasvae" not in line:
+            return True
+    return False
 
 
 def main(argv=None):
@@ -248,6 +268,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="list the candidates and exit")
     parser.add_argument("--output", help="write the results as JSON here")
+    parser.add_argument("--cwd", help="run the tests from this folder (default: the temporary copy)")
+    parser.add_argument("--rerun-survivors", metavar="JSON", help="run only the survivors of an earlier --output")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="keep the results already in --output (written after every mutant) and run the rest",
+    )
     args = parser.parse_args(argv)
 
     by_module = {module: candidate_mutants(module) for module in args.modules}
@@ -257,40 +283,66 @@ def main(argv=None):
             for m in mutants:
                 print(f"  line {m['line']:4d}  {m['description']:28s} {m['original']}  ->  {m['mutated_expression']}")
         return 0
-    chosen = sample(by_module, args.max_mutants, args.seed)
+    if args.rerun_survivors:
+        with open(args.rerun_survivors) as f:
+            earlier = [r for r in json.load(f)["results"] if r["status"] == "survived"]
+        wanted = {(r["module"], r["line"], r["description"], r["mutated_expression"]) for r in earlier}
+        chosen = [
+            m for mutants in by_module.values() for m in mutants
+            if (m["module"], m["line"], m["description"], m["mutated_expression"]) in wanted
+        ]
+        args.modules = sorted({m["module"] for m in chosen}, key=list(TARGETS).index)
+    else:
+        chosen = sample(by_module, args.max_mutants, args.seed)
     print(f"{sum(len(m) for m in by_module.values())} candidate mutants; running {len(chosen)} (seed {args.seed})")
 
-    workspace = make_workspace()
+    key = lambda m: (m["module"], m["line"], m["description"], m["mutated_expression"])  # noqa: E731
     results = []
+    if args.resume and args.output and os.path.isfile(args.output):
+        with open(args.output) as f:
+            results = [r for r in json.load(f)["results"] if r["status"] != "env-error"]
+        done = {key(r) for r in results}
+        print(f"resuming: {len(results)} mutants already measured")
+        remaining = [m for m in chosen if key(m) not in done]
+    else:
+        remaining = chosen
+
+    def save():
+        if args.output:
+            with open(args.output, "w") as f:
+                json.dump({"seed": args.seed, "results": results}, f, indent=2)
+
+    workspace = make_workspace()
     try:
         # The copy, not an installed kerasvae, must be the one the tests import.
         found = subprocess.run(
             [sys.executable, "-c", "import kerasvae; print(kerasvae.__file__)"],
-            cwd=workspace, env=dict(os.environ, PYTHONPATH=workspace), capture_output=True, text=True,
+            cwd=args.cwd or workspace, env=dict(os.environ, PYTHONPATH=workspace), capture_output=True, text=True,
         ).stdout.strip()
         if not found.startswith(workspace):
             print(f"the tests would import {found!r}, not the mutated copy in {workspace}")
             return 2
         for module in args.modules:  # the unmutated code must pass, or nothing is measured
-            status, seconds, tail = run_tests(workspace, module, args.timeout)
+            status, seconds, tail = run_tests(workspace, module, args.timeout, args.cwd)
             if status != "survived":
                 print(f"baseline tests of {module} do not pass ({status}): {tail}")
                 return 2
             print(f"baseline {module}: tests pass in {seconds:.0f} s")
-        for i, mutant in enumerate(chosen, 1):
+        for i, mutant in enumerate(remaining, len(chosen) - len(remaining) + 1):
             target = os.path.join(workspace, mutant["module"])
             with open(target) as f:
                 original = f.read()
             with open(target, "w") as f:
                 f.write(mutant["source"])
             try:
-                status, seconds, tail = run_tests(workspace, mutant["module"], args.timeout)
+                status, seconds, tail = run_tests(workspace, mutant["module"], args.timeout, args.cwd)
             finally:
                 with open(target, "w") as f:
                     f.write(original)
             record = {k: v for k, v in mutant.items() if k != "source"}
             record.update(status=status, seconds=round(seconds, 1), failure=tail)
             results.append(record)
+            save()
             print(
                 f"[{i:2d}/{len(chosen)}] {status:8s} {seconds:5.0f} s  {mutant['module']}:{mutant['line']}  "
                 f"{mutant['description']}: {mutant['original']} -> {mutant['mutated_expression']}",
@@ -299,10 +351,17 @@ def main(argv=None):
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
 
-    killed = sum(r["status"] in ("killed", "timeout") for r in results)
-    print(f"\nMutation score: {killed}/{len(results)} killed ({100.0 * killed / max(len(results), 1):.0f}%)")
+    broken = [r for r in results if r["status"] == "env-error"]
+    if broken:
+        print(f"\n{len(broken)} mutant(s) not measured: the environment could not import a package")
+    results_scored = [r for r in results if r["status"] != "env-error"]
+    killed = sum(r["status"] in ("killed", "timeout") for r in results_scored)
+    print(
+        f"\nMutation score: {killed}/{len(results_scored)} killed "
+        f"({100.0 * killed / max(len(results_scored), 1):.0f}%)"
+    )
     for module in args.modules:
-        mine = [r for r in results if r["module"] == module]
+        mine = [r for r in results_scored if r["module"] == module]
         if mine:
             k = sum(r["status"] in ("killed", "timeout") for r in mine)
             print(f"  {module:34s} {k}/{len(mine)}")
@@ -311,9 +370,7 @@ def main(argv=None):
         print("Survivors:")
         for r in survivors:
             print(f"  {r['module']}:{r['line']}  {r['description']}: {r['original']} -> {r['mutated_expression']}")
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump({"seed": args.seed, "results": results}, f, indent=2)
+    save()
     return 0
 
 

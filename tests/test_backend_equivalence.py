@@ -107,7 +107,7 @@ def run_other_backend(inputs, tmp_path):
     env = dict(os.environ, KERAS_BACKEND=other, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     subprocess.run(
         [sys.executable, os.path.join(REPO, "tests", "backend_steps.py"), in_path, out_path],
-        env=env, cwd=REPO, check=True, timeout=300,
+        env=env, check=True, timeout=300,
     )
     with np.load(out_path) as f:
         result = dict(f)

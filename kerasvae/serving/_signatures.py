@@ -37,7 +37,13 @@ SIGNATURES = {
         (_Input("num_samples", "int32", scalar=True), _Input("seed", "int64", scalar=True))
     ),
     "serving_default": _Signature((_X,), single_output="reconstruction"),
+    "elbo": _Signature((_X,)),
+    "prior_log_prob": _Signature((_Input("z", "float32"),), single_output="log_prob"),
 }
+
+# Conditional exports add `label` to every signature that reads x, and take it
+# in place of `num_samples` in `sample` and `sample_seeded` (one draw per label).
+LABEL = _Input("label", "int64")
 
 
 def _as_array(value, dtype, name):
@@ -70,6 +76,8 @@ def prepare_inputs(signature_name, inputs):
         )
     known = SIGNATURES.get(signature_name)
     dtypes = {i.name: i.dtype for i in known.inputs} if known else {}
+    if known:
+        dtypes.setdefault(LABEL.name, LABEL.dtype)
     return {
         name: _as_array(value, dtypes[name], name) if name in dtypes else np.asarray(value)
         for name, value in inputs.items()
@@ -90,28 +98,60 @@ class SignatureMethods:
     client implements `_call(signature_name, inputs)` and `close()`.
     """
 
-    def encode(self, x):
+    def encode(self, x, label=None):
         """`x` (batch, *data_shape) -> `{"z_mean", "z_log_var" or "scale_tril"}`."""
-        return self._call("encode", {"x": x})
+        return self._call("encode", _with_label({"x": x}, label))
 
-    def decode(self, z):
+    def decode(self, z, label=None):
         """`z` (batch, latent_dim) -> the likelihood's outputs (`probabilities`, `logits`)."""
-        return self._call("decode", {"z": z})
+        return self._call("decode", _with_label({"z": z}, label))
 
-    def reconstruct(self, x):
+    def reconstruct(self, x, label=None):
         """`x` -> `{"reconstruction"}`, decoded from the posterior mean."""
-        return self._call("reconstruct", {"x": x})
+        return self._call("reconstruct", _with_label({"x": x}, label))
 
-    def sample(self, num_samples):
-        """`num_samples` draws from the prior -> `{"samples", "z"}` (different each call)."""
-        return self._call("sample", {"num_samples": num_samples})
+    def sample(self, num_samples=None, labels=None):
+        """`num_samples` draws from the prior -> `{"samples", "z"}` (different each call).
 
-    def sample_seeded(self, num_samples, seed):
+        A conditional export takes `labels` instead: one draw per label.
+        """
+        return self._call("sample", _sample_inputs(num_samples, labels))
+
+    def sample_seeded(self, num_samples=None, seed=0, labels=None):
         """Like `sample`, but the same `seed` gives the same samples."""
-        return self._call("sample_seeded", {"num_samples": num_samples, "seed": seed})
+        return self._call("sample_seeded", {**_sample_inputs(num_samples, labels), "seed": seed})
+
+    def elbo(self, x, label=None):
+        """`x` -> `{"negative_elbo", "reconstruction_loss", "kl_loss"}` per example.
+
+        One fixed-seed posterior draw, so the same x always gets the same score
+        (usable as an anomaly score).
+        """
+        return self._call("elbo", _with_label({"x": x}, label))
+
+    def prior_log_prob(self, z):
+        """`z` (batch, latent_dim) -> `{"log_prob"}`, log p(z) under the model's prior."""
+        return self._call("prior_log_prob", {"z": z})
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _with_label(inputs, label):
+    if label is not None:
+        inputs[LABEL.name] = label
+    return inputs
+
+
+def _sample_inputs(num_samples, labels):
+    if (num_samples is None) == (labels is None):
+        raise TypeError(
+            "Pass num_samples (unconditional export) or labels (conditional export), "
+            f"not both or neither. Received: num_samples={num_samples!r}, labels={labels!r}"
+        )
+    if labels is not None:
+        return {LABEL.name: labels}
+    return {"num_samples": num_samples}

@@ -5,6 +5,8 @@ import socket
 import numpy as np
 
 MODEL = "vae"
+CONDITIONAL = "cvae"  # a ConditionalVAE: every signature but prior_log_prob takes `label`
+NUM_CLASSES = 3
 TOY = "toy"  # a SavedModel kerasvae never built: versions 1, 2, 3 scale by 1, 2, 3
 TOY_VERSIONS = (1, 2, 3)
 LATENT_DIM = 4
@@ -12,6 +14,7 @@ DATA_SHAPE = (28, 28, 1)
 _RNG = np.random.default_rng(7)
 IMAGES = _RNG.random((5,) + DATA_SHAPE, dtype=np.float32)
 CODES = _RNG.normal(size=(5, LATENT_DIM)).astype(np.float32)
+LABELS = np.array([0, 2, 1, 1, 0])
 BATCHED = {
     "encode": {"x": IMAGES},
     "decode": {"z": CODES},

@@ -10,7 +10,16 @@ import os
 
 import pytest
 
-from tests.serving.common import DATA_SHAPE, LATENT_DIM, MODEL, TOY, TOY_VERSIONS, make_client
+from tests.serving.common import (
+    CONDITIONAL,
+    DATA_SHAPE,
+    LATENT_DIM,
+    MODEL,
+    NUM_CLASSES,
+    TOY,
+    TOY_VERSIONS,
+    make_client,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +51,26 @@ def reference(export_path):
 
 
 @pytest.fixture(scope="package")
+def conditional_export_path(tmp_path_factory):
+    import kerasvae
+    import kerasvae.export
+
+    kwargs = dict(hidden_units=(16,), num_classes=NUM_CLASSES)
+    encoder = kerasvae.networks.build_mlp_encoder(DATA_SHAPE, LATENT_DIM, **kwargs)
+    decoder = kerasvae.networks.build_mlp_decoder(LATENT_DIM, DATA_SHAPE, **kwargs)
+    vae = kerasvae.ConditionalVAE(encoder, decoder, num_classes=NUM_CLASSES)
+    path = tmp_path_factory.mktemp("serving") / CONDITIONAL
+    return kerasvae.export.export_saved_model(vae, str(path))
+
+
+@pytest.fixture(scope="package")
+def conditional_reference(conditional_export_path):
+    import tensorflow as tf
+
+    return tf.saved_model.load(conditional_export_path)
+
+
+@pytest.fixture(scope="package")
 def toy_base_path(tmp_path_factory):
     """Versions 1, 2, 3 of a model with no kerasvae in it: `v` -> `v * version`.
 
@@ -68,10 +97,16 @@ def toy_base_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
-def repository(export_path, toy_base_path):
+def repository(export_path, conditional_export_path, toy_base_path):
     from tests import serving_fakes
 
-    return serving_fakes.ModelRepository({MODEL: os.path.dirname(export_path), TOY: toy_base_path})
+    return serving_fakes.ModelRepository(
+        {
+            MODEL: os.path.dirname(export_path),
+            CONDITIONAL: os.path.dirname(conditional_export_path),
+            TOY: toy_base_path,
+        }
+    )
 
 
 @pytest.fixture(scope="package")

@@ -7,8 +7,10 @@ from kerasvae import export
 from kerasvae.serving import _signatures
 from tests.serving.common import (
     CODES,
+    CONDITIONAL,
     DATA_SHAPE,
     IMAGES,
+    LABELS,
     LATENT_DIM,
     MODEL,
     assert_outputs_equal,
@@ -37,6 +39,17 @@ def test_signature_table_matches_export(reference):
             assert len(outputs) > 1, name
 
 
+def test_conditional_exports_add_label_as_the_table_says(conditional_reference):
+    for name, known in _signatures.SIGNATURES.items():
+        specs = conditional_reference.signatures[name].structured_input_signature[1]
+        expected = {i.name: i.dtype for i in known.inputs}
+        if name in ("sample", "sample_seeded"):
+            del expected["num_samples"]
+        if name != "prior_log_prob":
+            expected[_signatures.LABEL.name] = _signatures.LABEL.dtype
+        assert {k: s.dtype.name for k, s in specs.items()} == expected, name
+
+
 def test_convenience_methods_match_signatures(client, reference):
     assert_outputs_equal(client.encode(IMAGES), direct(reference, "encode", {"x": IMAGES}))
     assert_outputs_equal(client.decode(CODES), direct(reference, "decode", {"z": CODES}))
@@ -58,6 +71,53 @@ def test_sample_seeded_is_repeatable_and_matches_signature(client, reference):
         np.testing.assert_array_equal(again[name], first[name])
     other = client.sample_seeded(6, seed=43)
     assert not np.allclose(other["z"], first["z"])
+
+
+def test_elbo_and_prior_log_prob_match_signatures(client, reference):
+    scores = client.elbo(IMAGES)
+    assert_outputs_equal(scores, direct(reference, "elbo", {"x": IMAGES}))
+    assert scores["negative_elbo"].shape == (len(IMAGES),)
+    np.testing.assert_allclose(
+        scores["negative_elbo"], scores["reconstruction_loss"] + scores["kl_loss"], rtol=1e-5
+    )
+    # A fixed-seed draw: the same images get the same scores.
+    np.testing.assert_array_equal(client.elbo(IMAGES)["negative_elbo"], scores["negative_elbo"])
+    log_prob = client.prior_log_prob(CODES)
+    assert_outputs_equal(log_prob, direct(reference, "prior_log_prob", {"z": CODES}))
+    # The standard normal prior, in closed form.
+    expected = -0.5 * (CODES**2).sum(-1) - 0.5 * LATENT_DIM * np.log(2 * np.pi)
+    np.testing.assert_allclose(log_prob["log_prob"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["rest", "grpc"])
+def test_conditional_model_takes_labels(kind, servers, conditional_reference):
+    ref = conditional_reference
+    with make_client(kind, servers[kind], model_name=CONDITIONAL) as client:
+        for name, method, main in [
+            ("encode", client.encode, {"x": IMAGES}),
+            ("reconstruct", client.reconstruct, {"x": IMAGES}),
+            ("elbo", client.elbo, {"x": IMAGES}),
+            ("decode", client.decode, {"z": CODES}),
+        ]:
+            expected = direct(ref, name, {**main, "label": LABELS})
+            assert_outputs_equal(method(*main.values(), label=LABELS.tolist()), expected)
+        seeded = client.sample_seeded(labels=LABELS, seed=3)
+        assert_outputs_equal(
+            seeded, direct(ref, "sample_seeded", {"label": LABELS, "seed": 3})
+        )
+        assert seeded["samples"].shape == (len(LABELS),) + DATA_SHAPE
+        drawn = client.sample(labels=LABELS)
+        assert drawn["z"].shape == (len(LABELS), LATENT_DIM)
+        # A float label would be truncated: refused before anything is sent.
+        with pytest.raises(TypeError, match="label"):
+            client.encode(IMAGES, label=LABELS + 0.5)
+
+
+def test_sample_needs_num_samples_or_labels(client):
+    with pytest.raises(TypeError, match="num_samples=None, labels=None"):
+        client.sample()
+    with pytest.raises(TypeError, match="not both"):
+        client.sample_seeded(3, seed=1, labels=[0, 1, 2])
 
 
 def test_sample_draws_fresh_prior_samples(client):
