@@ -2,8 +2,10 @@
 
 Run by tests/test_crash_safety.py as
 `python -m tests.crash_runs WORK_DIR KILL [CALLBACK]` on the active Keras
-backend. It trains the tiny VAE of tests/families.py for `EPOCHS` epochs with
-a backup callback in `WORK_DIR/backup` and kills itself at `KILL`:
+backend (the test uses `weights_write` and resumes in its own process; the
+other modes are for runs by hand, e.g. to watch Keras's own callback fail). It trains
+the tiny VAE of tests/families.py for `EPOCHS` epochs with a backup callback
+in `WORK_DIR/backup` and kills itself at `KILL`:
 
 - `none`: no kill; at the end it also trains a fresh model for `EPOCHS`
   epochs without any callback and writes both final states to
@@ -36,7 +38,7 @@ import kerasvae
 from kerasvae import callbacks_safety
 from tests import families
 
-EPOCHS = 6
+EPOCHS = 3
 NUM_EXAMPLES = 16
 BATCH_SIZE = 4
 

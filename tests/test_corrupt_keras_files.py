@@ -57,7 +57,7 @@ def _assert_same_weights(model, weights):
         np.testing.assert_array_equal(a, b)
 
 
-@small(25)
+@small(12)
 @given(fraction=st.floats(0.0, 0.999))
 def test_truncated_keras_files_are_refused_naming_the_file(saved, tmp_path_factory, fraction):
     source, weights = saved
@@ -68,7 +68,7 @@ def test_truncated_keras_files_are_refused_naming_the_file(saved, tmp_path_facto
     assert _outcome(path, weights) == "refused"
 
 
-@small(40)
+@small(20)
 @given(data_=st.data())
 def test_damaged_bytes_are_refused_or_load_the_same_weights(saved, tmp_path_factory, data_):
     source, weights = saved

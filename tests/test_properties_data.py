@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 from kerasvae import data
 from tests.properties import small
 
+# NumPy and files only, nothing of Keras: one run (the TensorFlow one) is enough.
+pytestmark = pytest.mark.requires_tensorflow
+
 
 def _idx_bytes(array):
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
@@ -58,7 +61,7 @@ def _outcome(path):
         return None, e
 
 
-@small(40)
+@small(20)
 @given(array=idx_arrays, data_=st.data())
 def test_truncated_idx_payloads_are_refused_naming_the_file(tmp_path_factory, array, data_):
     payload = _idx_bytes(array)
@@ -71,7 +74,7 @@ def test_truncated_idx_payloads_are_refused_naming_the_file(tmp_path_factory, ar
         assert error is not None, f"{cut} of {len(payload)} bytes were accepted"
 
 
-@small(40)
+@small(20)
 @given(array=idx_arrays, data_=st.data())
 def test_corrupted_idx_bytes_give_their_decoding_or_an_error(tmp_path_factory, array, data_):
     payload = bytearray(_idx_bytes(array))
@@ -87,7 +90,7 @@ def test_corrupted_idx_bytes_give_their_decoding_or_an_error(tmp_path_factory, a
         np.testing.assert_array_equal(result, expected)
 
 
-@small(40)
+@small(20)
 @given(array=idx_arrays, data_=st.data())
 def test_truncated_or_damaged_gzip_streams_are_refused_naming_the_file(tmp_path_factory, array, data_):
     compressed = bytearray(gzip.compress(_idx_bytes(array)))
@@ -109,7 +112,7 @@ def test_truncated_or_damaged_gzip_streams_are_refused_naming_the_file(tmp_path_
         np.testing.assert_array_equal(result, expected)
 
 
-@small(30)
+@small(15)
 @given(raw=st.binary(max_size=64), compress=st.booleans())
 def test_foreign_bytes_are_refused_naming_the_file(tmp_path_factory, raw, compress):
     path = _write(tmp_path_factory.mktemp("idx"), raw, compress=compress)

@@ -15,6 +15,13 @@ from kerasvae import divergences, likelihoods
 from tests.helpers import to_numpy
 from tests.properties import arrays, assert_names, batch_shapes, small, with_non_finite
 
+# Random shapes make JAX compile every op anew for each case (seconds per
+# test), so these properties run once, on TensorFlow; the same functions are
+# checked on JAX at fixed shapes by the unit tests (tests/test_divergences.py,
+# tests/test_likelihoods.py).
+pytestmark = pytest.mark.requires_tensorflow
+
+
 
 def _np_tril(draw, lead, k):
     raw = draw(arrays(lead + (k, k), -1.5, 1.5)).astype("float64")
@@ -29,7 +36,7 @@ def _t(x):
 
 
 # === Divergences ===
-@small(40)
+@small(20)
 @given(data=st.data(), lead=batch_shapes(), k=st.integers(1, 4))
 def test_diagonal_kls_match_numpy_for_any_batch_shape(data, lead, k):
     shape = lead + (k,)
@@ -45,7 +52,7 @@ def test_diagonal_kls_match_numpy_for_any_batch_shape(data, lead, k):
     assert kl.shape == lead
 
 
-@small(30)
+@small(15)
 @given(data=st.data(), lead=batch_shapes(max_rank=2, max_side=3), k=st.integers(1, 3), shared_prior=st.booleans())
 def test_full_covariance_kls_match_numpy(data, lead, k, shared_prior):
     m0 = data.draw(arrays(lead + (k,), -2.0, 2.0))
@@ -73,7 +80,7 @@ def test_full_covariance_kls_match_numpy(data, lead, k, shared_prior):
     np.testing.assert_allclose(standard, expected_standard, rtol=1e-3, atol=1e-3)
 
 
-@small(30)
+@small(15)
 @given(
     a=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
     b=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
@@ -90,7 +97,7 @@ def test_divergences_refuse_mismatched_shapes_naming_both(a, b):
     assert_names(info.value, f"mean.shape={a}", f"scale_tril.shape={b}")
 
 
-@small(30)
+@small(15)
 @given(data=st.data(), n=st.integers(1, 5), k=st.integers(1, 4))
 def test_non_finite_parameters_stay_in_their_rows(data, n, k):
     mean, bad = with_non_finite(data.draw, data.draw(arrays((n, k))))
@@ -101,7 +108,7 @@ def test_non_finite_parameters_stay_in_their_rows(data, n, k):
         assert np.all(np.isfinite(values[~bad])) and not np.any(np.isfinite(values[bad]))
 
 
-@small(30)
+@small(15)
 @given(data=st.data(), lead=batch_shapes(), k=st.integers(1, 4))
 def test_log_densities_match_numpy(data, lead, k):
     shape = lead + (k,)
@@ -117,7 +124,7 @@ def test_log_densities_match_numpy(data, lead, k):
 
 
 # === Likelihoods ===
-@small(40)
+@small(20)
 @given(data=st.data(), n=st.integers(0, 4), event=st.lists(st.integers(1, 3), min_size=0, max_size=3).map(tuple))
 def test_bernoulli_log_prob_matches_numpy_even_for_large_logits(data, n, event):
     shape = (n,) + event
@@ -132,7 +139,7 @@ def test_bernoulli_log_prob_matches_numpy_even_for_large_logits(data, n, event):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
 
 
-@small(30)
+@small(15)
 @given(data=st.data(), n=st.integers(0, 4), scale=st.floats(0.05, 20.0), learn=st.booleans())
 def test_gaussian_log_prob_matches_numpy(data, n, scale, learn):
     shape = (n, 2, 3)
@@ -150,7 +157,7 @@ def test_gaussian_log_prob_matches_numpy(data, n, scale, learn):
     np.testing.assert_allclose(got, expected.reshape(n, 6).sum(-1), rtol=1e-4, atol=1e-3)
 
 
-@small(40)
+@small(20)
 @given(
     data=st.data(),
     shape=st.lists(st.integers(0, 3), min_size=1, max_size=4).map(tuple),
@@ -180,7 +187,7 @@ def test_check_data_accepts_valid_targets_and_names_what_is_wrong(data, shape, k
         likelihoods.Gaussian().check_data(x)
 
 
-@small(30)
+@small(15)
 @given(
     scale=st.one_of(st.floats(allow_nan=True), st.text(max_size=2), st.none(), st.booleans()),
     min_log_var=st.one_of(st.floats(allow_nan=True), st.text(max_size=2), st.none()),

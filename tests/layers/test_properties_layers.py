@@ -18,6 +18,12 @@ from tests.properties import (
     with_non_finite,
 )
 
+# Random shapes make JAX compile every op anew for each case (seconds per
+# test), so these properties run once, on TensorFlow; the same functions are
+# checked on JAX at fixed shapes by the unit tests (tests/layers/).
+pytestmark = pytest.mark.requires_tensorflow
+
+
 
 def _tril(draw, shape, k):
     """Random lower-triangular factors with a positive diagonal."""
@@ -29,7 +35,7 @@ def _tril(draw, shape, k):
     return tril.astype("float32")
 
 
-@small(40)
+@small(20)
 @given(data=st.data(), lead=batch_shapes(), k=st.integers(1, 4), covariance=st.sampled_from(["diagonal", "full"]))
 def test_sampling_is_mean_plus_scaled_noise_for_any_batch_shape(data, lead, k, covariance):
     shape = lead + (k,)
@@ -48,7 +54,7 @@ def test_sampling_is_mean_plus_scaled_noise_for_any_batch_shape(data, lead, k, c
     np.testing.assert_array_equal(deterministic, mean)
 
 
-@small(30)
+@small(15)
 @given(data=st.data(), n=st.integers(1, 5), k=st.integers(1, 4))
 def test_sampling_keeps_non_finite_values_in_their_own_rows(data, n, k):
     mean = data.draw(arrays((n, k)))
@@ -59,7 +65,7 @@ def test_sampling_keeps_non_finite_values_in_their_own_rows(data, n, k):
     assert not np.all(np.isfinite(z[bad_rows]), axis=-1).any()
 
 
-@small(30)
+@small(15)
 @given(
     mean_shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
     second_shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple),
@@ -78,7 +84,7 @@ def test_sampling_refuses_mismatched_shapes_naming_both(mean_shape, second_shape
     assert_names(info.value, f"z_mean.shape={mean_shape}", f".shape={second_shape}")
 
 
-@small(20)
+@small(10)
 @given(count=st.integers(0, 4), single=st.booleans())
 def test_sampling_refuses_anything_but_two_tensors(count, single):
     inputs = ops.zeros((2, 2)) if single else [ops.zeros((2, 2))] * count
@@ -90,7 +96,7 @@ def test_sampling_refuses_anything_but_two_tensors(count, single):
     assert_names(info.value, f"of length {1 if single else count}")
 
 
-@small(30)
+@small(15)
 @given(value=not_positive_ints, layer=st.sampled_from(["GaussianPosterior", "CholeskyPosterior"]))
 def test_posteriors_refuse_a_latent_dim_that_is_not_a_positive_int(value, layer):
     with pytest.raises(ValueError) as info:
@@ -98,7 +104,7 @@ def test_posteriors_refuse_a_latent_dim_that_is_not_a_positive_int(value, layer)
     assert_names(info.value, f"latent_dim={value!r}")
 
 
-@small(30)
+@small(15)
 @given(data=st.data(), lead=batch_shapes(max_side=3), features=st.integers(1, 5), k=st.integers(1, 4))
 def test_cholesky_posterior_gives_a_valid_factor_for_any_batch_shape(data, lead, features, k):
     x = data.draw(arrays(lead + (features,), -20.0, 20.0))
@@ -109,7 +115,7 @@ def test_cholesky_posterior_gives_a_valid_factor_for_any_batch_shape(data, lead,
     assert np.all(np.diagonal(tril, axis1=-2, axis2=-1) >= 1e-4)
 
 
-@small(30)
+@small(15)
 @given(data=st.data(), lead=batch_shapes(max_side=3), features=st.integers(1, 5), k=st.integers(1, 4))
 def test_gaussian_posterior_clamp_holds_for_any_batch_shape(data, lead, features, k):
     x = data.draw(arrays(lead + (features,), -50.0, 50.0))
