@@ -22,6 +22,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-xdist>=3.5",
+            "hypothesis>=6.100",
             "tensorflow-probability==0.25.0",
             "tf-keras==2.21.*",
             "jax[cpu]>=0.4.30",

@@ -9,6 +9,7 @@ order: the `path` argument (alone, when given), `$KERASVAE_DATA_DIR`, the Debian
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -55,10 +56,12 @@ def find_fashion_mnist(path=None):
 
 def read_idx(filename):
     """Reads one gzip IDX file into a NumPy array, checking its header."""
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"IDX file not found: {filename!r}. {_HOW_TO_GET}")
     try:
         with gzip.open(filename, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise ValueError(f"Corrupt IDX file {filename!r}: cannot gunzip ({e}). {_HOW_TO_GET}") from e
     if len(data) < 4:
         raise ValueError(f"Corrupt IDX file {filename!r}: {len(data)} bytes, no header.")
@@ -69,6 +72,11 @@ def read_idx(filename):
             "expected 00000801 or 00000803)."
         )
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(
+            f"Corrupt IDX file {filename!r}: {len(data)} bytes, too short for the "
+            f"{header}-byte header of a {ndim}-dimensional array. {_HOW_TO_GET}"
+        )
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + int(np.prod(shape))
     if len(data) != expected:

@@ -335,7 +335,8 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
 
     Raises:
         FileExistsError: the version exists and `overwrite` is `False`.
-        ValueError: `version` is not a positive integer.
+        ValueError: `version` is not a positive integer, or a weight holds
+            NaN or infinite values.
 
     Example:
 
@@ -359,6 +360,16 @@ def export_saved_model(model, base_path, version=None, overwrite=False):
         raise FileExistsError(
             f"Version {version} already exists at {target!r}. Pass overwrite=True to "
             "replace it, or version=None for the next free version."
+        )
+    nonfinite = [
+        v.path
+        for v in model.weights
+        if keras.backend.is_float_dtype(v.dtype) and not bool(tf.reduce_all(tf.math.is_finite(v.value)))
+    ]
+    if nonfinite:
+        raise ValueError(
+            f"Refusing to export non-finite weights: {len(nonfinite)} variable(s) hold NaN or "
+            f"infinite values, e.g. {nonfinite[:3]}. Nothing was written; export a finite model."
         )
     signatures = build_signatures(model)  # fails early, before anything is written
     os.makedirs(base_path, exist_ok=True)

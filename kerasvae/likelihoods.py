@@ -29,6 +29,17 @@ def sum_event_axes(values):
     return ops.sum(values, axis=tuple(range(1, rank)))
 
 
+def _check_number(name, value, positive=False):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not np.isfinite(value)
+        or (positive and value <= 0)
+    ):
+        kind = "a finite positive number" if positive else "a finite number"
+        raise ValueError(f"{name} must be {kind}. Received: {name}={value!r}")
+
+
 def _check_finite(x, name):
     if not np.all(np.isfinite(x)):
         bad = np.size(x) - int(np.count_nonzero(np.isfinite(x)))
@@ -71,6 +82,8 @@ class Bernoulli:
     def check_data(self, x):
         x = np.asarray(x)
         _check_finite(x, "Bernoulli targets")
+        if x.size == 0:
+            return
         low, high = float(np.min(x)), float(np.max(x))
         if low < 0.0 or high > 1.0:
             raise ValueError(
@@ -112,8 +125,8 @@ class Gaussian:
     name = "gaussian"
 
     def __init__(self, scale=1.0, learn_variance=False, min_log_var=-10.0):
-        if not scale > 0:
-            raise ValueError(f"scale must be positive. Received: scale={scale}")
+        _check_number("scale", scale, positive=True)
+        _check_number("min_log_var", min_log_var)
         self.scale = float(scale)
         self.learn_variance = bool(learn_variance)
         self.min_log_var = float(min_log_var)

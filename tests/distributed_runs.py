@@ -24,40 +24,44 @@ import json
 import os
 import sys
 
-MODE = sys.argv[1]
-OUT = sys.argv[2]
 NUM_EXAMPLES = 16
 GLOBAL_BATCH = 8
 EPOCHS = 2
 LEARNING_RATE = 0.1
 WARMUP_STEPS = 4
 
-if MODE == "multi_worker":
-    index, ports = int(sys.argv[3]), sys.argv[4:6]
-    os.environ["TF_CONFIG"] = json.dumps(
-        {
-            "cluster": {"worker": [f"localhost:{port}" for port in ports]},
-            "task": {"type": "worker", "index": index},
-        }
-    )
-if MODE == "jax_data_parallel":
-    os.environ["KERAS_BACKEND"] = "jax"
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-else:
-    os.environ["KERAS_BACKEND"] = "tensorflow"
 
-if MODE in ("mirrored", "multi_worker"):
+def _start_up(mode, argv):
+    """Environment and strategy, before Keras is imported (this must come first)."""
+    if mode == "multi_worker":
+        index, ports = int(argv[3]), argv[4:6]
+        os.environ["TF_CONFIG"] = json.dumps(
+            {
+                "cluster": {"worker": [f"localhost:{port}" for port in ports]},
+                "task": {"type": "worker", "index": index},
+            }
+        )
+    if mode == "jax_data_parallel":
+        os.environ["KERAS_BACKEND"] = "jax"
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        return None
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     import tensorflow as tf
 
-    if MODE == "mirrored":
+    if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-        )
-        STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    else:
-        # Collectives must be configured before any other TF op runs.
-        STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Collectives must be configured before any other TF op runs.
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+# Run as a script, the process is set up before Keras loads; imported (for
+# the constants above), nothing happens.
+MODE = OUT = STRATEGY = None
+if __name__ == "__main__":
+    MODE, OUT = sys.argv[1], sys.argv[2]
+    STRATEGY = _start_up(MODE, sys.argv)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

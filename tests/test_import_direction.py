@@ -48,6 +48,7 @@ ALLOWED = {
     "evaluation": {"divergences", "likelihoods", "layers", "models", "training"},
     "plotting": {"io_utils", "data", "evaluation"},
     "callbacks": {"io_utils", "plotting"},
+    "callbacks_safety": {"io_utils"},
     "zoo": {"likelihoods", "layers", "models", "networks", "schedules"},
     "protocol": {"io_utils", "data", "evaluation", "schedules", "zoo", "callbacks"},
     "export": {"io_utils", "divergences", "likelihoods", "layers", "models"},

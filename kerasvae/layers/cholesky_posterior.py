@@ -39,7 +39,7 @@ class CholeskyPosterior(keras.layers.Layer):
         self, latent_dim, min_diagonal=1e-4, kernel_initializer="glorot_uniform", **kwargs
     ):
         super().__init__(**kwargs)
-        if not isinstance(latent_dim, int) or latent_dim <= 0:
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)) or latent_dim <= 0:
             raise ValueError(
                 f"latent_dim must be a positive integer. Received: latent_dim={latent_dim!r}"
             )
@@ -47,7 +47,7 @@ class CholeskyPosterior(keras.layers.Layer):
             raise ValueError(
                 f"min_diagonal must be positive. Received: min_diagonal={min_diagonal}"
             )
-        self.latent_dim = latent_dim
+        self.latent_dim = int(latent_dim)
         self.min_diagonal = min_diagonal
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         k = latent_dim

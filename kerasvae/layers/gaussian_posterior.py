@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -41,7 +42,7 @@ class GaussianPosterior(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(latent_dim, int) or latent_dim <= 0:
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)) or latent_dim <= 0:
             raise ValueError(
                 f"latent_dim must be a positive integer. Received: latent_dim={latent_dim!r}"
             )
@@ -50,7 +51,7 @@ class GaussianPosterior(keras.layers.Layer):
                 "log_var_min must be smaller than log_var_max. Received: "
                 f"log_var_min={log_var_min}, log_var_max={log_var_max}"
             )
-        self.latent_dim = latent_dim
+        self.latent_dim = int(latent_dim)
         self.log_var_min = log_var_min
         self.log_var_max = log_var_max
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

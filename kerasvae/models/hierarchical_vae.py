@@ -279,6 +279,7 @@ class HierarchicalVAE(VAE):
 
     def encode_outputs(self, x, labels=None):
         """The deterministic-path posterior, concatenated and by level."""
+        self.check_input_shape(x)
         self.check_labels(labels)
         z2_mean, z2_log_var = self._z2_posterior(x)
         z1_mean, z1_log_var = self._z1_posterior(x, z2_mean)

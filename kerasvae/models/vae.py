@@ -276,7 +276,7 @@ class VAE(backend_trainer(), keras.Model):
         """Checks a NumPy array of examples before training or evaluation.
 
         Raises `ValueError` naming the problem and the value received: a
-        wrong shape or rank, a non-numeric dtype, non-finite values, or
+        wrong shape or rank, a non-numeric dtype, no examples, non-finite values, or
         values the likelihood does not accept (pixels outside [0, 1] for
         Bernoulli).
         """
@@ -287,9 +287,30 @@ class VAE(backend_trainer(), keras.Model):
                 f"{name} must have shape {expected} (batch first) to match the "
                 f"encoder input. Received: {name}.shape={x.shape}"
             )
-        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
-            raise ValueError(f"{name} must be numeric. Received: {name}.dtype={x.dtype}")
+        if x.dtype != np.bool_ and not (
+            np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+        ):
+            raise ValueError(
+                f"{name} must be numeric (real numbers or booleans). Received: {name}.dtype={x.dtype}"
+            )
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} holds no examples. Received: {name}.shape={x.shape}")
         self.likelihood.check_data(x)
+
+    def check_input_shape(self, x, name="x"):
+        """Refuses `x` whose example shape is not `data_shape`, naming the shape received.
+
+        Static shapes only, so it also runs on traced tensors; Keras's own
+        message can show the input already reshaped (a trailing axis of 1
+        dropped).
+        """
+        shape = static_shape(x) if hasattr(x, "shape") else tuple(np.shape(x))
+        expected = (None,) + self.data_shape
+        if not shapes_compatible(shape, expected):
+            raise ValueError(
+                f"{name} must have shape {expected} (batch first) to match the "
+                f"encoder input. Received: {name}.shape={shape}"
+            )
 
     def check_labels(self, labels, num_examples=None):
         """Checks labels given to this model; unconditional models take none."""
@@ -485,6 +506,7 @@ class VAE(backend_trainer(), keras.Model):
 
     def encode(self, x, labels=None, training=False):
         """Posterior parameters `[z_mean, z_log_var]` (or `[z_mean, scale_tril]`)."""
+        self.check_input_shape(x)
         self.check_labels(labels)
         return self._posterior(x, labels, training=training)
 
@@ -506,6 +528,7 @@ class VAE(backend_trainer(), keras.Model):
 
     def reconstruct(self, x, labels=None, training=False):
         """Decodes the posterior mean of `x` (deterministic)."""
+        self.check_input_shape(x)
         self.check_labels(labels)
         mean = self._posterior(x, labels, training=training)[0]
         return self.likelihood.mean(self._decoder_output(mean, labels, training=training))
@@ -516,6 +539,7 @@ class VAE(backend_trainer(), keras.Model):
         An anomaly score: large for examples the model explains badly. What
         the exported `elbo` signature returns.
         """
+        self.check_input_shape(x)
         self.check_labels(labels)
         terms = self.elbo_terms(x, labels, seed=seed)
         return {
