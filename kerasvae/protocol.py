@@ -241,3 +241,57 @@ def evaluate(model, num_samples=NLL_SAMPLES, test_examples=None, data_dir=None, 
         "units": "nats",
     }
     return figures
+
+
+def main(argv=None):
+    """`python -m kerasvae.protocol train|evaluate ...`: the protocol's two steps.
+
+    `train` resumes a run folder that has a backup, so the same command
+    continues an interrupted run (or extends a finished one with a larger
+    `--max-epochs`). `evaluate` writes `metrics.json` beside `best.keras`.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kerasvae.protocol", description=main.__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    train_parser = verbs.add_parser("train", help="train a preset under the protocol (resumable)")
+    train_parser.add_argument("preset", choices=zoo.list_presets())
+    train_parser.add_argument("run_dir")
+    train_parser.add_argument("--max-epochs", type=int, default=2000)
+    train_parser.add_argument("--patience", type=int, default=50)
+    train_parser.add_argument("--warmup-epochs", type=int, default=100)
+    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--data-dir")
+    eval_parser = verbs.add_parser("evaluate", help="the protocol's test figures -> metrics.json")
+    eval_parser.add_argument("run_dir")
+    eval_parser.add_argument("--num-samples", type=int, default=NLL_SAMPLES)
+    eval_parser.add_argument("--test-examples", type=int)
+    eval_parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    if args.verb == "train":
+        path = train(
+            args.preset,
+            args.run_dir,
+            max_epochs=args.max_epochs,
+            patience=args.patience,
+            warmup_epochs=args.warmup_epochs,
+            seed=args.seed,
+            data_dir=args.data_dir,
+        )
+        print(path)
+        return
+    model = keras.saving.load_model(os.path.join(args.run_dir, "best.keras"))
+    figures = evaluate(
+        model, num_samples=args.num_samples, test_examples=args.test_examples, data_dir=args.data_dir
+    )
+    state_path = os.path.join(args.run_dir, "train_state.json")
+    if os.path.isfile(state_path):
+        with open(state_path) as f:
+            figures["training"] = json.load(f)
+    out = os.path.join(args.run_dir, "metrics.json")
+    atomic_write_text(out, json.dumps(figures, indent=2, default=float))
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,9 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
-    keras.utils.clear_session()
+    # Without the full garbage collection (0.4 s per test on TF, 0.85 s on JAX,
+    # most of the suite's set-up time); Python collects on its own schedule.
+    keras.utils.clear_session(free_memory=False)
     yield
     keras.config.set_dtype_policy("float32")
 
