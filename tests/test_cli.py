@@ -13,7 +13,8 @@ pytestmark = pytest.mark.requires_tensorflow
 def test_train_evaluates_exports_and_a_rerun_reuses_the_finished_run(tmp_path, capsys):
     out = str(tmp_path / "run")
     args = ["train", "--preset", "mlp_fashion_mnist", "--epochs", "2", "--train-examples", "3000",
-            "--nll-examples", "100", "--nll-samples", "10", "--output", out]
+            "--nll-examples", "100", "--nll-samples", "10", "--output", out,
+            "--no-figures"]  # the pictures are tested in test_cli_verbs.py
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "Fashion-MNIST: 3000 train, 10000 test images" in printed
@@ -32,7 +33,7 @@ def test_train_evaluates_exports_and_a_rerun_reuses_the_finished_run(tmp_path, c
 def test_train_resumes_from_the_last_checkpoint(tmp_path, capsys):
     out = str(tmp_path / "run")
     base = ["train", "--train-examples", "1000", "--nll-examples", "50", "--nll-samples", "5",
-            "--output", out, "--no-export"]
+            "--output", out, "--no-export", "--no-figures"]
     assert cli.main(base + ["--epochs", "1"]) == 0
     capsys.readouterr()
     assert cli.main(base + ["--epochs", "2"]) == 0  # a longer run picks up at epoch 1

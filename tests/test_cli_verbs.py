@@ -212,6 +212,8 @@ def test_tensorflow_start_up_chatter_is_hidden_unless_verbose():
             assert line in verbose.stderr
 
 
+# Not TF-only: the subprocesses pick their backends themselves, so this runs once per suite.
+@pytest.mark.requires_tensorflow
 def test_the_console_script_is_quiet_and_picks_the_backend(tmp_path):
     # The script pip writes for `kerasvae`, run from this checkout; it reports the backend after.
     script = tmp_path / "kerasvae"
@@ -226,6 +228,8 @@ def test_the_console_script_is_quiet_and_picks_the_backend(tmp_path):
         assert f"Keras backend: {backend}" in result.stdout
 
 
+# Not TF-only: the subprocess is on JAX whatever this process runs, so this runs once per suite.
+@pytest.mark.requires_tensorflow
 def test_train_from_the_command_line_on_jax(tmp_path):
     out = tmp_path / "run"
     result = command([

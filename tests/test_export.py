@@ -3,6 +3,7 @@
 import concurrent.futures
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -160,56 +161,56 @@ def _saved_model_cli(*args):
     return result
 
 
+def _session_run(path, signature, feeds):
+    """saved_model_cli's `run` in process: the TF1 session loader TF Serving uses.
+
+    The command line itself is run once below; a subprocess per signature
+    would cost an import of TensorFlow each.
+    """
+    from tensorflow.python.tools import saved_model_cli
+
+    with tempfile.TemporaryDirectory() as outdir:
+        saved_model_cli.run_saved_model_with_feed_dict(path, "serve", signature, feeds, outdir, True)
+        return {n[: -len(".npy")]: np.load(os.path.join(outdir, n)) for n in os.listdir(outdir)}
+
+
 def test_saved_model_cli_show_and_run_every_signature(exported, tmp_path):
     model, path, _ = exported
     show = _saved_model_cli("show", "--dir", path, "--all")
     assert show.returncode == 0, show.stderr
     for name in export.SIGNATURE_NAMES:
         assert f"signature_def['{name}']" in show.stdout
-    x = random_images(3, seed=5)
-    z = np.random.default_rng(1).normal(size=(3, 4)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "z.npy", z)
-    np.save(tmp_path / "flat.npy", x.reshape(3, 784))
-    runs = {
-        "encode_flat": ["--inputs", f"x={tmp_path / 'flat.npy'}"],
-        "encode": ["--inputs", f"x={tmp_path / 'x.npy'}"],
-        "decode": ["--inputs", f"z={tmp_path / 'z.npy'}"],
-        "reconstruct": ["--inputs", f"x={tmp_path / 'x.npy'}"],
-        "serving_default": ["--inputs", f"x={tmp_path / 'x.npy'}"],
-        "sample": ["--input_exprs", "num_samples=4"],
-        "sample_seeded": ["--input_exprs", "num_samples=4;seed=7"],
-    }
-    with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-        futures = {
-            name: pool.submit(
-                _saved_model_cli, "run", "--dir", path, "--tag_set", "serve",
-                "--signature_def", name.replace("_flat", ""), "--outdir", str(tmp_path / name), *args,
-            )
-            for name, args in runs.items()
-        }
-    for name, future in futures.items():
-        result = future.result()
-        if name == "encode_flat":  # refused before the graph runs, naming both shapes
-            assert result.returncode != 0
-            assert "Cannot feed value of shape (3, 784)" in result.stderr and "(None, 28, 28, 1)" in result.stderr
-            continue
-        assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
-    np.testing.assert_allclose(np.load(tmp_path / "encode" / "z_mean.npy"), model.encode(x)[0], atol=1e-6)
-    np.testing.assert_allclose(np.load(tmp_path / "decode" / "probabilities.npy"), model.decode(z), atol=1e-6)
-    expected = model.predict(x, verbose=0)
-    for name in ("reconstruct", "serving_default"):
-        np.testing.assert_allclose(np.load(tmp_path / name / "reconstruction.npy"), expected, atol=1e-6)
-    assert np.load(tmp_path / "sample" / "samples.npy").shape == (4,) + DATA_SHAPE
+    # The command line's run, with the arguments a user types.
+    ran = _saved_model_cli(
+        "run", "--dir", path, "--tag_set", "serve", "--signature_def", "sample_seeded",
+        "--input_exprs", "num_samples=4;seed=7", "--outdir", str(tmp_path / "cli"),
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
     seeded = tf.saved_model.load(path).signatures["sample_seeded"](
         num_samples=tf.constant(4), seed=tf.constant(7, tf.int64)
     )
-    np.testing.assert_allclose(np.load(tmp_path / "sample_seeded" / "z.npy"), seeded["z"], atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "cli" / "z.npy"), seeded["z"], atol=1e-6)
+    assert np.load(tmp_path / "cli" / "samples.npy").shape == (4,) + DATA_SHAPE
 
-    bad = _saved_model_cli(
-        "run", "--dir", path, "--tag_set", "serve", "--signature_def", "sample", "--input_exprs", "num_samples=0"
+    x = random_images(3, seed=5)
+    z = np.random.default_rng(1).normal(size=(3, 4)).astype("float32")
+    np.testing.assert_allclose(_session_run(path, "encode", {"x": x})["z_mean"], model.encode(x)[0], atol=1e-6)
+    np.testing.assert_allclose(_session_run(path, "decode", {"z": z})["probabilities"], model.decode(z), atol=1e-6)
+    expected = model.predict(x, verbose=0)
+    for name in ("reconstruct", "serving_default"):
+        np.testing.assert_allclose(_session_run(path, name, {"x": x})["reconstruction"], expected, atol=1e-6)
+    elbo = _session_run(path, "elbo", {"x": x})
+    np.testing.assert_allclose(
+        elbo["negative_elbo"], keras.ops.convert_to_numpy(model.negative_elbo(x)["negative_elbo"]), rtol=1e-5
     )
-    assert bad.returncode != 0 and "num_samples must be in" in bad.stderr
+    drawn = _session_run(path, "sample", {"num_samples": np.int32(4)})
+    assert drawn["samples"].shape == (4,) + DATA_SHAPE
+    # Refused before the graph runs, naming both shapes.
+    with pytest.raises(ValueError, match=r"Cannot feed value of shape \(3, 784\).*\(None, 28, 28, 1\)"):
+        _session_run(path, "encode", {"x": x.reshape(3, 784)})
+    # The in-graph check runs in the session too.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be in"):
+        _session_run(path, "sample", {"num_samples": np.int32(0)})
 
 
 def test_tfsm_layer_reuses_a_signature_in_a_new_model(exported):

@@ -5,8 +5,6 @@ any shape whose sides divide by 4), so one row costs seconds.
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,6 @@ from tests.helpers import describe_signatures, save_and_load
 
 SMALL_SHAPE = (8, 8, 1)
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
-SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 NAMES = zoo.list_presets()
 
 
@@ -36,7 +33,7 @@ def test_the_zoo_covers_every_family_with_an_mlp_and_a_conv_preset():
         assert zoo.REFERENCES[family]
 
 
-@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3)])
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_every_preset_builds_for_image_shapes_divisible_by_four(shape):
     for name in NAMES:
         model = zoo.build(name, data_shape=shape)
@@ -113,9 +110,14 @@ def test_every_preset_trains_round_trips_and_exports(name, tmp_path):
         ),
         rtol=1e-4,
     )
-    shown = subprocess.run(
-        [SAVED_MODEL_CLI, "show", "--dir", path, "--all"], capture_output=True, text=True, timeout=120
-    )
-    assert shown.returncode == 0, shown.stderr
+    # The SignatureDefs that TF Serving's session loader reads, parsed by
+    # saved_model_cli's own code (in process: a subprocess per preset costs an
+    # import of TensorFlow; tests/test_export.py runs the command itself).
+    from tensorflow.python.tools import saved_model_cli
+
+    signature_defs = saved_model_cli.get_signature_def_map(path, "serve")
+    assert set(export.SIGNATURE_NAMES) <= set(signature_defs)
     for signature in export.SIGNATURE_NAMES:
-        assert f"signature_def['{signature}']" in shown.stdout
+        fn = loaded.signatures[signature]
+        assert set(signature_defs[signature].inputs) == set(fn.structured_input_signature[1])
+        assert set(signature_defs[signature].outputs) == set(fn.structured_outputs)
