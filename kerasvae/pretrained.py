@@ -207,6 +207,8 @@ def model_card(name):
     from kerasvae.zoo import get_preset
 
     record = pretrained_metrics(name)
+    if "protocol" in record:
+        return _binarized_model_card(name, record)
     config, test = record["run_config"], record["test"]
     preset = get_preset(config["preset"])
     rows = [
@@ -245,6 +247,75 @@ own entropy and are not comparable with results on binarized MNIST.
 """
 
 
+def _binarized_model_card(name, record):
+    """The card of a model trained and evaluated under `kerasvae.protocol`."""
+    from kerasvae import protocol
+    from kerasvae.zoo import get_preset
+
+    config, test, setup = record["run_config"], record["test"], record["protocol"]
+    preset = get_preset(config["preset"])
+    nll, stderr = test["nll_importance_sampled"], test["nll_standard_error"]
+    rows = [
+        ("negative ELBO (nats)", test["negative_elbo"]),
+        ("reconstruction term (nats)", test["reconstruction_loss"]),
+        ("KL term (nats)", test["kl_loss"]),
+        (f"importance-sampled NLL, K={test['nll_num_samples']} (nats)", f"{nll:.2f} +- {stderr:.2f}"),
+        ("bits per dimension", test["bits_per_dim"]),
+        ("active units", f"{test['active_units']} of {test['latent_dim']}"),
+    ]
+    table = "\n".join(f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows)
+    row = protocol.PUBLISHED_ROW.get(config["preset"])
+    if row is None:
+        comparison = "The published table has no row for this family."
+    else:
+        published = protocol.PUBLISHED[row]
+        gap = nll - published
+        verdict = (
+            f"{-gap:.2f} nats better than" if gap < 0 else f"{gap:.2f} nats behind"
+        )
+        comparison = (
+            f"Published ({row}, Norouzi et al. 2020, K = 5000): {published:.2f} nats. "
+            f"This model: {nll:.2f} +- {stderr:.2f}, {verdict} the published figure."
+        )
+        if gap > 0:
+            comparison += (
+                f" It trained for {config['epochs_run']} epochs (at most {config['max_epochs']}) where "
+                "the published setup trains until 50 epochs pass without a better validation "
+                "ELBO (hundreds of epochs); `python -m kerasvae.protocol train` with a larger "
+                "`--max-epochs` continues this run."
+            )
+    hours = config["train_seconds"] / 3600
+    return f"""# {name}
+
+{preset.description}
+
+Trained under the standard binarized Fashion-MNIST protocol (`kerasvae.protocol`):
+dynamic binarization of the first {config['train_examples']:,} training images (a fresh
+Bernoulli draw of every pixel each epoch), the last {setup['validation_examples']:,} held out
+for early stopping (binarized once, seed {setup['validation_binarization_seed']}), Adam at
+{config['learning_rate']}, batch size {config['batch_size']}, KL warm-up over
+{config['warmup_epochs']} epochs, seed {config['seed']}. {config['epochs_run']} epochs were run
+({hours:.1f} hours on {config['hardware']}, Keras on {config['backend']}); the weights are those
+of epoch {config['epochs']}, the best validation negative ELBO.
+
+## Test set ({test['examples']:,} images binarized with seed {setup['test_binarization_seed']})
+
+| figure | value |
+|---|---|
+{table}
+
+{comparison}
+
+## Use
+
+- TF Serving: serve this folder as the model's base path (`savedmodels/{name}`).
+- Python: `kerasvae.pretrained.load_pretrained("{name}")` (SavedModel) or
+  `kerasvae.pretrained.load_pretrained_keras("{name}")` (Keras, to fine-tune).
+- Signatures: encode, decode, reconstruct, sample, sample_seeded, elbo, prior_log_prob,
+  serving_default. Inputs are binary images (0 or 1) of shape (28, 28, 1).
+"""
+
+
 def write_model_card(name):
     from kerasvae.io_utils import atomic_write_text
 
@@ -268,4 +339,51 @@ def publish(run_dir, name):
     atomic_save_model(model, os.path.join(entry, "model.keras"))
     with open(os.path.join(run_dir, "metrics.json")) as f:
         atomic_write_text(os.path.join(entry, "metrics.json"), f.read())
+    return write_model_card(name)
+
+
+def publish_binarized(run_dir, name):
+    """Puts a finished, evaluated protocol run into `savedmodels/<name>/`.
+
+    Needs `best.keras` and `metrics.json` (from `python -m kerasvae.protocol
+    evaluate`) in `run_dir`, and
+    the TensorFlow backend for the SavedModel. Writes version 1 of the
+    SavedModel, a weights-only `model.keras`, `metrics.json` in the layout of
+    the other pretrained entries (`run_config`, `test`, plus `protocol` and
+    `training`) and the model card.
+    """
+    from kerasvae import export
+    from kerasvae.callbacks import atomic_save_model
+    from kerasvae.io_utils import atomic_write_text
+
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        evaluated = json.load(f)
+    training = evaluated.pop("training")
+    protocol = evaluated.pop("protocol")
+    evaluated.pop("evaluation_seconds", None)
+    model = load_keras_model(os.path.join(run_dir, "best.keras"), compile=False)
+    entry = os.path.join(savedmodels_dir(), name)
+    os.makedirs(entry, exist_ok=True)
+    export.export_saved_model(model, entry, version=1, overwrite=True)
+    atomic_save_model(model, os.path.join(entry, "model.keras"))
+    record = {
+        "run_config": {
+            "preset": training["preset"],
+            "epochs": training["best_epoch"],
+            "epochs_run": training["epochs_run"],
+            "max_epochs": training["max_epochs"],
+            "patience": training["patience"],
+            "warmup_epochs": training["warmup_epochs"],
+            "batch_size": training["batch_size"],
+            "learning_rate": training["learning_rate"],
+            "train_examples": training["train_examples"],
+            "seed": training["seed"],
+            "backend": training["backend"],
+            "train_seconds": training["train_seconds"],
+            "hardware": training["hardware"],
+        },
+        "test": evaluated,
+        "protocol": protocol,
+    }
+    atomic_write_text(os.path.join(entry, "metrics.json"), json.dumps(record, indent=2))
     return write_model_card(name)

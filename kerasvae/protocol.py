@@ -13,8 +13,10 @@ Fashion-MNIST table of Norouzi et al. (2020) reuses:
 - test negative log-likelihood by importance sampling with K = 5000, in nats,
   with its standard error over the test images.
 
-Training is resumable across sessions: `keras.callbacks.BackupAndRestore`
-keeps the model, optimizer and epoch in the run folder; the best model so far
+Training is resumable across sessions: `kerasvae.callbacks_safety.BackupAndRestore`
+(Keras's callback, written atomically) keeps the model, optimizer and epoch in
+the run folder, also after the run ends, so that a larger `max_epochs`
+continues a finished run; the best model so far
 (by validation negative ELBO) is written atomically to `best.keras`, and early
 stopping reads its state back from `history.csv` so patience survives a
 restart.
@@ -30,7 +32,7 @@ import time
 import keras
 import numpy as np
 
-from kerasvae import data, evaluation, schedules, zoo
+from kerasvae import callbacks_safety, data, evaluation, schedules, zoo
 from kerasvae.callbacks import atomic_save_model
 from kerasvae.io_utils import atomic_write_text
 
@@ -41,6 +43,13 @@ NLL_SAMPLES = 5000
 
 # Binarized Fashion-MNIST, test NLL in nats, 5000-sample importance sampling
 # (Norouzi et al. 2020, Table; the VampPrior rows reproduce Tomczak and Welling's setup).
+# `PUBLISHED_ROW` names the row each zoo preset sets itself beside.
+PUBLISHED_ROW = {
+    "vae_gated_mlp": "VAE, standard prior (MLP)",
+    "vampprior_mlp": "VAE, VampPrior (MLP)",
+    "hvae_mlp": "two-level HVAE, VampPrior (MLP)",
+    "hvae_conv": "two-level HVAE, VampPrior (conv)",
+}
 PUBLISHED = {
     "VAE, standard prior (MLP)": 228.70,
     "VAE, VampPrior (MLP)": 227.35,
@@ -66,6 +75,17 @@ def binarized_splits(data_dir=None, validation_size=VALIDATION_SIZE):
         "validation": (data.binarize(x_train[cut:], seed=VALIDATION_SEED), y_train[cut:]),
         "test": (data.binarize(x_test, seed=TEST_SEED), y_test),
     }
+
+
+def _hardware():
+    """The CPU's model name (Linux) or architecture, and the number of cores."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} CPU cores"
 
 
 class _ValidationNegativeELBO(keras.callbacks.Callback):
@@ -133,17 +153,22 @@ def train(
     seed=0,
     data_dir=None,
     train_examples=None,
+    validation_examples=None,
     verbose=2,
 ):
     """Trains a zoo preset under the protocol; resumes a run folder that has a backup.
 
-    Returns the path of `best.keras`.
+    `train_examples` and `validation_examples` keep only the first images of
+    each set (for quick checks; a protocol run uses all). Returns the path of
+    `best.keras`.
     """
     splits = binarized_splits(data_dir)
     x_train, y_train = splits["train"]
     if train_examples:
         x_train, y_train = x_train[:train_examples], y_train[:train_examples]
     x_val, y_val = splits["validation"]
+    if validation_examples:
+        x_val, y_val = x_val[:validation_examples], y_val[:validation_examples]
     os.makedirs(run_dir, exist_ok=True)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     keras.utils.set_random_seed(seed)
@@ -167,31 +192,23 @@ def train(
     best_path = os.path.join(run_dir, "best.keras")
     callbacks = [
         _ValidationNegativeELBO(),
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        # Kept when training ends, so that a larger --max-epochs continues the
+        # run (Keras's default deletes it: the next call would start over).
+        # kerasvae's subclass writes it atomically and refuses non-finite weights.
+        callbacks_safety.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False),
         _SaveBest(best_path, history_path),
         keras.callbacks.CSVLogger(history_path, append=True),
         _ResumableEarlyStopping(
             history_path, monitor="val_negative_elbo", patience=patience, mode="min"
         ),
-        keras.callbacks.TerminateOnNaN(),
+        callbacks_safety.StopOnNonFinite(),
     ]
-    start = time.time()
-    model.fit(
-        train_ds,
-        epochs=max_epochs,
-        validation_data=validation,
-        validation_batch_size=1000,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself
-        verbose=verbose,
-    )
     state_path = os.path.join(run_dir, "train_state.json")
     previous = {}
     if os.path.isfile(state_path):
         with open(state_path) as f:
             previous = json.load(f)
-    rows = _history_rows(history_path)
-    state = {
+    settings = {
         "preset": preset,
         "max_epochs": max_epochs,
         "patience": patience,
@@ -201,13 +218,36 @@ def train(
         "seed": seed,
         "train_examples": len(x_train),
         "validation_examples": len(x_val),
-        "epochs_run": len(rows),
-        "best_epoch": int(np.argmin([float(r["val_negative_elbo"]) for r in rows])) + 1 if rows else None,
-        "train_seconds": round(previous.get("train_seconds", 0.0) + time.time() - start, 1),
-        "backend": keras.backend.backend(),
-        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
     }
-    atomic_write_text(state_path, json.dumps(state, indent=2))
+    start = time.time()
+
+    def write_state():
+        rows = _history_rows(history_path)
+        values = [float(r["val_negative_elbo"]) for r in rows]
+        state = {
+            **settings,
+            "epochs_run": len(rows),
+            "best_epoch": int(np.argmin(values)) + 1 if rows else None,
+            # Summed over the sessions that trained this run, written every
+            # epoch so that a killed session's time is kept.
+            "train_seconds": round(previous.get("train_seconds", 0.0) + time.time() - start, 1),
+            "backend": keras.backend.backend(),
+            "hardware": _hardware(),
+        }
+        atomic_write_text(state_path, json.dumps(state, indent=2))
+
+    # After the CSV logger, so that the state counts the epoch just logged.
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: write_state()))
+    model.fit(
+        train_ds,
+        epochs=max_epochs,
+        validation_data=validation,
+        validation_batch_size=1000,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself
+        verbose=verbose,
+    )
+    write_state()
     return best_path
 
 
@@ -248,7 +288,8 @@ def main(argv=None):
 
     `train` resumes a run folder that has a backup, so the same command
     continues an interrupted run (or extends a finished one with a larger
-    `--max-epochs`). `evaluate` writes `metrics.json` beside `best.keras`.
+    `--max-epochs`). `evaluate` writes `metrics.json` beside `best.keras`;
+    `kerasvae.pretrained.publish_binarized` then exports it into `savedmodels/`.
     """
     import argparse
 

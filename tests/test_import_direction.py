@@ -50,11 +50,12 @@ ALLOWED = {
     "callbacks": {"io_utils", "plotting"},
     "callbacks_safety": {"io_utils"},
     "zoo": {"likelihoods", "layers", "models", "networks", "schedules"},
-    "protocol": {"io_utils", "data", "evaluation", "schedules", "zoo", "callbacks"},
+    "protocol": {"io_utils", "data", "evaluation", "schedules", "zoo", "callbacks", "callbacks_safety"},
     "export": {"io_utils", "divergences", "likelihoods", "layers", "models"},
     "serving": {"io_utils"},
     "pretrained": {
         "io_utils", "likelihoods", "layers", "models", "networks", "callbacks", "zoo", "export",
+        "protocol",
     },
     FACE: {
         "_startup", "io_utils", "divergences", "likelihoods", "layers", "training", "models",

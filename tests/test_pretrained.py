@@ -3,15 +3,22 @@
 import numpy as np
 import pytest
 
-from kerasvae import data, pretrained, zoo
+from kerasvae import data, pretrained, protocol, zoo
 
 NAMES = pretrained.list_pretrained()
 
 
 @pytest.fixture(scope="module")
-def test_images():
+def test_sets():
     (_, _), (x_test, _) = data.load_fashion_mnist()
-    return x_test[:2000]
+    # Models trained under the binarized protocol are evaluated on its test images.
+    return {"grey": x_test[:2000], "binarized": protocol.binarized_splits()["test"][0][:2000]}
+
+
+@pytest.fixture
+def test_images(test_sets, name):
+    binarized = "protocol" in pretrained.pretrained_metrics(name)
+    return test_sets["binarized" if binarized else "grey"]
 
 
 def test_every_shipped_model_names_a_zoo_preset():

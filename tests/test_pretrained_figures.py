@@ -22,7 +22,10 @@ same slice:
 - active units: each unit's variance of the posterior mean on the slice, with
   its standard error, against the 0.01 threshold.
 
-The README table is checked against the `metrics.json` files and the models.
+Models trained under the binarized protocol (`"protocol"` in their
+`metrics.json`) are measured on the protocol's binarized test images.
+
+The README tables are checked against the `metrics.json` files and the models.
 Nothing here depends on the names of the models present.
 """
 
@@ -36,9 +39,11 @@ import numpy as np
 import pytest
 from keras import ops
 
-from kerasvae import data, pretrained
+from kerasvae import data, pretrained, protocol
 
 NAMES = pretrained.list_pretrained()
+BINARIZED = [name for name in NAMES if "protocol" in pretrained.pretrained_metrics(name)]
+GREY = [name for name in NAMES if name not in BINARIZED]
 SLICE, NLL_SLICE = 1000, 500
 Z = 4.5  # standard errors: a false alarm per figure below 1e-5
 README = os.path.join(os.path.dirname(pretrained.savedmodels_dir()), "README.md")
@@ -46,9 +51,18 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 @pytest.fixture(scope="module")
-def test_images():
+def test_sets():
     (_, _), (x_test, _) = data.load_fashion_mnist()
-    return x_test
+    sets = {"grey": x_test}
+    if BINARIZED:
+        sets["binarized"] = protocol.binarized_splits()["test"][0]
+    return sets
+
+
+@pytest.fixture
+def test_images(test_sets, name):
+    """The test images `name` was evaluated on."""
+    return test_sets["binarized" if name in BINARIZED else "grey"]
 
 
 def reported(name):
@@ -259,11 +273,11 @@ def test_active_units_are_reproduced(name, test_images):
 
 
 # === The README table ===
-def readme_table():
-    """Rows of the README's pretrained table: {model name: {column: cell}}."""
+def readme_table(first_columns="| model | posterior |"):
+    """Rows of a README table of pretrained models: {model name: {column: cell}}."""
     with open(README) as f:
         lines = [line.strip() for line in f]
-    start = next(i for i, line in enumerate(lines) if line.startswith("| model | posterior |"))
+    start = next(i for i, line in enumerate(lines) if line.startswith(first_columns))
     header = [cell.strip() for cell in lines[start].strip("|").split("|")]
     rows = {}
     for line in lines[start + 2 :]:
@@ -276,9 +290,9 @@ def readme_table():
 
 def test_readme_table_lists_every_shipped_model_with_its_figures():
     header, rows = readme_table()
-    assert sorted(rows) == NAMES
+    assert sorted(rows) == GREY
     nll_column = next(c for c in header if c.startswith("NLL"))
-    for name in NAMES:
+    for name in GREY:
         record = reported(name)
         figures, config, row = record["test"], record["run_config"], rows[name]
         model = load(name)
@@ -297,10 +311,32 @@ def test_readme_table_lists_every_shipped_model_with_its_figures():
         assert abs(float(row["params"].rstrip("M")) * 1e6 - params) <= 0.005e6, (name, params)
 
 
+@pytest.mark.skipif(not BINARIZED, reason="no model trained under the binarized protocol is shipped")
+def test_readme_binarized_table_lists_every_protocol_model_beside_the_published_row():
+    header, rows = readme_table("| model | family |")
+    assert sorted(rows) == BINARIZED
+    for name in BINARIZED:
+        record = reported(name)
+        figures, config, row = record["test"], record["run_config"], rows[name]
+        assert record["protocol"]["binarized"] is True
+        assert record["protocol"]["test_binarization_seed"] == protocol.TEST_SEED
+        assert figures["nll_num_samples"] == protocol.NLL_SAMPLES == 5000
+        assert figures["nll_examples"] == figures["examples"] == 10000
+        for column, key in (("-ELBO", "negative_elbo"), ("KL", "kl_loss")):
+            assert abs(float(row[column]) - figures[key]) <= 0.05 + 1e-9, (name, column)
+        nll, stderr = (float(v) for v in row["NLL (K=5000)"].split("+-"))
+        assert abs(nll - figures["nll_importance_sampled"]) <= 0.005 + 1e-9, name
+        assert abs(stderr - figures["nll_standard_error"]) <= 0.005 + 1e-9, name
+        published = protocol.PUBLISHED.get(protocol.PUBLISHED_ROW.get(config["preset"]))
+        assert row["published"] == (f"{published:.2f}" if published else "-"), name
+        assert int(row["epochs"]) == config["epochs_run"], name
+        assert row["family"] == type(load(name)).__name__, name
+
+
 def test_readme_states_the_protocol_of_the_metrics():
     with open(README) as f:
         text = f.read()
-    for name in NAMES:
+    for name in GREY:
         figures = reported(name)["test"]
         assert f"K = {figures['nll_num_samples']} samples on all {figures['nll_examples']:,}" in text, name
         assert f"evaluated on the {figures['examples']:,} test images" in text, name

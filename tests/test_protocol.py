@@ -1,0 +1,107 @@
+"""The binarized Fashion-MNIST protocol: its splits, a resumed run, its figures and publishing."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kerasvae import data, protocol
+
+PRESET = "vae_gated_mlp"  # the published standard-prior row
+TINY = dict(patience=5, warmup_epochs=2, train_examples=300, validation_examples=500, verbose=0)
+
+
+def state(run):
+    with open(os.path.join(run, "train_state.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One epoch, then the same run extended to three: (folder, state after the first)."""
+    folder = str(tmp_path_factory.mktemp("protocol") / "run")
+    protocol.train(PRESET, folder, max_epochs=1, **TINY)
+    first = state(folder)
+    protocol.train(PRESET, folder, max_epochs=3, **TINY)
+    return folder, first
+
+
+def test_splits_follow_the_protocol():
+    splits = protocol.binarized_splits()
+    (x_train, y_train), (x_test, _) = data.load_fashion_mnist()
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
+    assert len(train[0]) == 50_000 and len(validation[0]) == protocol.VALIDATION_SIZE
+    # Training images stay grey (binarized afresh each epoch); the held-out ones
+    # are the last 10,000 training images, binarized once.
+    np.testing.assert_array_equal(train[0], x_train[:50_000])
+    assert len(np.unique(train[0])) > 2
+    np.testing.assert_array_equal(validation[1], y_train[50_000:])
+    for x, grey in ((validation[0], x_train[50_000:]), (test[0], x_test)):
+        assert set(np.unique(x)) == {0.0, 1.0}
+        # Each pixel is one with the probability of its grey level.
+        ones, expected = x.mean(), grey.mean()
+        assert abs(ones - expected) < 5 * np.sqrt(expected * (1 - expected) / x.size)
+    # Fixed seeds: the same images every time, and a different seed draws others.
+    np.testing.assert_array_equal(test[0], data.binarize(x_test, seed=protocol.TEST_SEED))
+    assert not np.array_equal(test[0], data.binarize(x_test, seed=protocol.TEST_SEED + 1))
+    with pytest.raises(ValueError, match="validation_size=60000"):
+        protocol.binarized_splits(validation_size=60_000)
+
+
+def test_a_finished_run_continues_with_a_larger_max_epochs(run):
+    folder, first = run
+    assert first["epochs_run"] == 1 and first["best_epoch"] == 1
+    last = state(folder)
+    assert last["epochs_run"] == 3 and last["max_epochs"] == 3
+    assert last["train_seconds"] > first["train_seconds"]
+    assert last["train_examples"] == 300 and last["validation_examples"] == 500
+    with open(os.path.join(folder, "history.csv")) as f:
+        epochs = [int(line.split(",")[0]) for line in f.readlines()[1:]]
+    assert epochs == [0, 1, 2]  # continued, not restarted
+    model = keras.saving.load_model(os.path.join(folder, "best.keras"))
+    # best.keras is the model of the best epoch, its KL step counter carried
+    # over the restart: 3 batches of 100 per epoch.
+    assert int(keras.ops.convert_to_numpy(model.kl_step)) == 3 * last["best_epoch"]
+
+
+def test_evaluate_reports_the_protocol(run):
+    model = keras.saving.load_model(os.path.join(run[0], "best.keras"))
+    figures = protocol.evaluate(model, num_samples=4, test_examples=40, verbose=0)
+    assert figures["protocol"]["binarized"] is True
+    assert figures["protocol"]["test_binarization_seed"] == protocol.TEST_SEED
+    assert figures["protocol"]["nll_num_samples"] == figures["nll_num_samples"] == 4
+    assert figures["examples"] == figures["nll_examples"] == 40
+    assert figures["nll_standard_error"] > 0
+    # With K = 4 the bound is below the one-draw ELBO in expectation; on 40
+    # images it sits well inside its noise.
+    assert figures["nll_importance_sampled"] < figures["negative_elbo"] + 5 * figures["nll_standard_error"]
+
+
+def test_command_line_refuses_an_unknown_preset(capsys):
+    with pytest.raises(SystemExit):
+        protocol.main(["train", "nope", "somewhere"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.requires_tensorflow
+def test_published_entry_has_every_signature_and_a_card_beside_the_published_row(run, tmp_path, monkeypatch):
+    from kerasvae import export, pretrained
+
+    folder = run[0]
+    protocol.main(["evaluate", folder, "--num-samples", "3", "--test-examples", "30"])
+    monkeypatch.setenv(pretrained.SAVEDMODELS_ENV, str(tmp_path / "savedmodels"))
+    card = pretrained.publish_binarized(folder, "tiny_binarized")
+    entry = os.path.dirname(card)
+    assert export.existing_versions(entry) == [1]
+    served = pretrained.load_pretrained("tiny_binarized")
+    assert set(export.SIGNATURE_NAMES) <= set(served.signatures)
+    record = pretrained.pretrained_metrics("tiny_binarized")
+    assert record["protocol"]["binarized"] is True and record["run_config"]["epochs_run"] == 3
+    with open(card) as f:
+        text = f.read()
+    assert text == pretrained.model_card("tiny_binarized")
+    assert "Published (VAE, standard prior (MLP), Norouzi et al. 2020, K = 5000): 228.70 nats" in text
+    behind = record["test"]["nll_importance_sampled"] - 228.70
+    assert f"{behind:.2f} nats behind" in text
