@@ -360,7 +360,6 @@ def publish_binarized(run_dir, name):
         evaluated = json.load(f)
     training = evaluated.pop("training")
     protocol = evaluated.pop("protocol")
-    evaluated.pop("evaluation_seconds", None)
     model = load_keras_model(os.path.join(run_dir, "best.keras"), compile=False)
     entry = os.path.join(savedmodels_dir(), name)
     os.makedirs(entry, exist_ok=True)

@@ -33,6 +33,9 @@ def test_the_zoo_covers_every_family_with_an_mlp_and_a_conv_preset():
         assert zoo.REFERENCES[family]
 
 
+# Network shapes are Keras's, the same on every backend: this runs once per suite
+# (on JAX each build compiles, three minutes for nothing new).
+@pytest.mark.requires_tensorflow
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_every_preset_builds_for_image_shapes_divisible_by_four(shape):
     for name in NAMES:
