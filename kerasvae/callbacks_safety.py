@@ -86,6 +86,13 @@ class StopOnNonFinite(keras.callbacks.Callback):
     skips the end of the epoch, so no epoch-end checkpoint is written from the
     broken weights; the last good one stays for a resume.
 
+    With `steps_per_execution=n` (kerasvae's default for dense models on
+    TensorFlow, see `kerasvae.training.defaults`) Keras calls back once per
+    n steps; the step named is then the last of the n steps in which the
+    non-finite value appeared, and by then a non-finite update may have
+    spread to every term. Compile with `steps_per_execution=1` to stop at
+    the very step and name only the term that broke.
+
     Args:
         terms: tuple of str or None. The logged names to check; `None` checks
             every name in `model.loss_keys` (or every logged value).
@@ -112,17 +119,23 @@ class StopOnNonFinite(keras.callbacks.Callback):
             raise ValueError(f"terms must be None or a tuple of names. Received: terms={terms!r}")
         self.terms = None if terms is None else tuple(terms)
         self._first_step = 0
-        self._steps = 0
+        self._steps_before_epoch = 0
+        self._last_batch = -1
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
-        self._steps = 0
+        self._steps_before_epoch = 0
+        self._last_batch = -1
         optimizer = getattr(self.model, "optimizer", None)
         iterations = getattr(optimizer, "iterations", None)
         self._first_step = 0 if iterations is None else int(_scalar(iterations))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._last_batch = -1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._steps_before_epoch += self._last_batch + 1
 
     def _names(self, logs):
         if self.terms is not None:
@@ -131,14 +144,20 @@ class StopOnNonFinite(keras.callbacks.Callback):
         return [name for name in (keys or logs) if name in logs]
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps += 1
+        # `batch` is the index of the last step Keras ran (called once per n
+        # steps with `steps_per_execution=n`). Keras does not clip it to the
+        # epoch's length when the last call of an epoch runs fewer steps.
+        steps = (self.params or {}).get("steps")
+        if steps:
+            batch = min(batch, steps - 1)
+        self._last_batch = batch
         if not logs:
             return
         values = {name: _scalar(logs[name]) for name in self._names(logs)}
         bad = {name: value for name, value in values.items() if not np.isfinite(value)}
         if not bad:
             return
-        step = self._first_step + self._steps
+        step = self._first_step + self._steps_before_epoch + batch + 1
         good = {name: value for name, value in values.items() if name not in bad}
         went = ", ".join(f"{name}={value}" for name, value in bad.items())
         stayed = ", ".join(f"{name}={value:.6g}" for name, value in good.items())

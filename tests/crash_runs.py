@@ -154,7 +154,9 @@ class Killer(keras.callbacks.Callback):
 def build():
     keras.utils.set_random_seed(1)
     model = families.build("VAE", kl_schedule=kerasvae.schedules.LinearWarmup(10))
-    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    # One step per call, so that the killer sees every batch end (with the
+    # default steps_per_execution on TF it would see one per 32 steps).
+    model.compile(optimizer=keras.optimizers.Adam(0.01), steps_per_execution=1)
     return model
 
 

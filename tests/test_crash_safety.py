@@ -158,14 +158,14 @@ class _ZeroNonFinite(keras.layers.Layer):
         return keras.ops.where(keras.ops.isfinite(x), x, 0.0)
 
 
-def _model_with_clean_encoder():
+def _model_with_clean_encoder(steps_per_execution=1):
     keras.utils.set_random_seed(0)
     x = keras.Input(families.DATA_SHAPE)
     h = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(_ZeroNonFinite()(x)))
     encoder = keras.Model(x, kerasvae.GaussianPosterior(families.LATENT_DIM)(h))
     decoder = kerasvae.networks.build_mlp_decoder(families.LATENT_DIM, families.DATA_SHAPE, hidden_units=(8,))
     model = kerasvae.VAE(encoder, decoder, likelihood="gaussian", seed=0)
-    model.compile(optimizer=keras.optimizers.SGD(1e-3))
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), steps_per_execution=steps_per_execution)
     return model
 
 
@@ -189,8 +189,12 @@ def _dataset_with_nan(x, bad_index):
     return _Batches(x)
 
 
-def test_nan_data_stops_at_its_step_naming_the_term_and_keeps_the_backup(tmp_path):
-    model = _model_with_clean_encoder()
+# Example 9 is in batch 2 (0-based) of the second epoch of 4 batches: step
+# 4 + 3 = 7. With 3 steps per call the loss is seen after batches 2 and 3 of
+# that epoch (a partial last call), so at step 7; with 32, at the epoch's end.
+@pytest.mark.parametrize("steps_per_execution, seen", [(1, (7, 1, 2)), (3, (7, 1, 2)), (32, (8, 1, 3))])
+def test_nan_data_stops_at_its_step_naming_the_term_and_keeps_the_backup(tmp_path, steps_per_execution, seen):
+    model = _model_with_clean_encoder(steps_per_execution)
     x = np.random.default_rng(0).random((16,) + families.DATA_SHAPE, dtype=np.float32)
     backup_dir = tmp_path / "backup"
     backup = callbacks_safety.BackupAndRestore(backup_dir, delete_checkpoint=False)
@@ -198,7 +202,6 @@ def test_nan_data_stops_at_its_step_naming_the_term_and_keeps_the_backup(tmp_pat
     good = _metadata(tmp_path)
     weights_file = backup_dir / good["weights"]
     before = weights_file.read_bytes()
-    # Example 9 is in batch 2 (0-based) of the next epoch: step 4 + 3 = 7.
     with pytest.raises(callbacks_safety.NonFiniteLossError) as info:
         model.fit(
             _dataset_with_nan(x, 9),
@@ -208,10 +211,14 @@ def test_nan_data_stops_at_its_step_naming_the_term_and_keeps_the_backup(tmp_pat
             callbacks=[callbacks_safety.StopOnNonFinite(), backup],
         )
     error = info.value
-    assert (error.step, error.epoch, error.batch) == (7, 1, 2)
-    assert "reconstruction_loss" in error.terms and "kl_loss" not in error.terms
-    assert "step 7" in str(error) and "reconstruction_loss=nan" in str(error)
-    assert "kl_loss=" in str(error)  # named among the finite terms
+    assert (error.step, error.epoch, error.batch) == seen
+    assert "reconstruction_loss" in error.terms
+    assert f"step {seen[0]}" in str(error) and "reconstruction_loss=nan" in str(error)
+    if error.step == 7:  # seen at the step that broke: only that term is named
+        assert "kl_loss" not in error.terms
+        assert "kl_loss=" in str(error)  # named among the finite terms
+    else:  # the NaN update of step 7 reached every term by step 8
+        assert "kl_loss" in error.terms
     assert _metadata(tmp_path) == good
     assert weights_file.read_bytes() == before
 

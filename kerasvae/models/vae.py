@@ -6,7 +6,7 @@ from keras import ops
 
 from kerasvae import divergences, likelihoods, schedules
 from kerasvae.layers.sampling import COVARIANCES, Sampling, posterior_parameter, shapes_compatible
-from kerasvae.training import backend_trainer
+from kerasvae.training import backend_trainer, defaults
 
 # The seed of the exported `elbo` signature's posterior draw: a fixed draw
 # makes the score a deterministic function of the batch.
@@ -334,6 +334,11 @@ class VAE(backend_trainer(), keras.Model):
                     f"{name} yields batches of shape {shape}; the encoder expects "
                     f"{expected}. Batch the dataset and match the example shape."
                 )
+
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """`keras.Model.compile`, with kerasvae's measured per-backend defaults
+        (`kerasvae.training.defaults`) filled in where no value is given."""
+        super().compile(optimizer=optimizer, **defaults.with_compile_defaults(self, kwargs))
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_fit_input(x, "x")

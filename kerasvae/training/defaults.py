@@ -1,13 +1,19 @@
 """Per-backend `compile()` defaults, chosen by measurement (benchmarks/training_levers.py).
 
 `VAE.compile` fills in these keyword arguments where the caller gave none, so
-that a plain `compile()` and `fit(x)` get the fastest settings measured on CPU:
+that a plain `compile()` and `fit(x)` get the fastest settings measured on CPU
+(figures in `benchmarks/RESULTS.md`):
 
-- TensorFlow: `steps_per_execution=32`. Keras then runs 32 train steps inside
-  one `tf.function` call (a `tf.while_loop`), instead of returning to Python
-  after every batch. The results are the same step for step; callbacks see a
-  batch end every 32 batches (kerasvae's own callbacks act per epoch).
-  `jit_compile` stays off on CPU (Keras's "auto"): XLA made the dense and the
+- TensorFlow, dense models: `steps_per_execution=32`. Keras then runs 32
+  train steps inside one `tf.function` call (a `tf.while_loop`) instead of
+  returning to Python after every batch; for a small dense step that Python
+  round trip is a sizeable part of the step. The results are the same step
+  for step; callbacks see a batch end every 32 batches (kerasvae's own
+  callbacks act per epoch, and `StopOnNonFinite` names the step by the batch
+  index Keras passes).
+- TensorFlow, models with convolutions: nothing. Their steps are long enough
+  that the round trip does not show, and 32 steps per call measured slower.
+- `jit_compile` stays off on CPU (Keras's "auto"): XLA made the dense and the
   convolutional models slower on this CPU, not faster.
 - JAX: nothing. Keras's JAX trainer already jit-compiles the step, and its
   `steps_per_execution` is a Python loop over single-step calls, which only
@@ -21,20 +27,47 @@ import keras
 
 TF_STEPS_PER_EXECUTION = 32
 
+_CONVOLUTIONS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+)
+
+
+def has_convolutions(model):
+    """Whether `model` or any layer nested in it is a convolution."""
+    pending, seen = [model], set()
+    while pending:
+        layer = pending.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, _CONVOLUTIONS):
+            return True
+        pending.extend(getattr(layer, "layers", None) or [])
+    return False
+
 
 def compile_defaults(model=None, backend=None):
     """The `compile()` keyword arguments kerasvae uses unless told otherwise.
 
     Args:
-        model: the model being compiled (unused for now; kept so that a
-            default can depend on the model family).
+        model: the model being compiled, or `None` for a dense model. On
+            TensorFlow a model with convolutions gets no default.
         backend: str or None. A Keras backend name; the active one when `None`.
 
     Returns:
         A dict of `compile()` keyword arguments (possibly empty).
     """
     backend = backend or keras.backend.backend()
-    if backend == "tensorflow":
+    if backend == "tensorflow" and (model is None or not has_convolutions(model)):
         return {"steps_per_execution": TF_STEPS_PER_EXECUTION}
     return {}
 

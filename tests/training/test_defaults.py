@@ -52,3 +52,26 @@ def test_steps_per_execution_gives_the_same_training(steps_per_execution):
     # ... and the comparison is not vacuous: 15 steps moved every weight.
     for trained, start in zip(weights[0], initial):
         assert np.max(np.abs(trained - start)) > 1e-3
+
+
+def test_compile_fills_in_the_defaults_and_keeps_what_the_caller_gives():
+    model = tiny_vae()
+    model.compile(optimizer="adam")
+    expected = defaults.TF_STEPS_PER_EXECUTION if BACKEND == "tensorflow" else 1
+    assert model.steps_per_execution == expected
+    model.compile(optimizer="adam", steps_per_execution=3)
+    assert model.steps_per_execution == 3
+
+
+def test_models_with_convolutions_get_no_tensorflow_default():
+    dense = tiny_vae()
+    keras.utils.set_random_seed(0)
+    encoder = kerasvae.networks.build_conv_encoder((8, 8, 1), 2, filters=(4,))
+    decoder = kerasvae.networks.build_conv_decoder(2, (8, 8, 1), filters=(4,))
+    conv = kerasvae.VAE(encoder, decoder)
+    assert not defaults.has_convolutions(dense)
+    assert defaults.has_convolutions(conv)
+    assert defaults.compile_defaults(conv, backend="tensorflow") == {}
+    assert defaults.compile_defaults(dense, backend="tensorflow") == {
+        "steps_per_execution": defaults.TF_STEPS_PER_EXECUTION
+    }
