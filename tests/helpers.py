@@ -2,6 +2,7 @@
 
 import numpy as np
 import keras
+import pytest
 
 import kerasvae
 
@@ -91,3 +92,23 @@ def describe_signatures(loaded):
         for key, spec in sorted(fn.structured_outputs.items()):
             lines.append(f"  output {key}: {spec.dtype.name} {spec.shape.as_list()}")
     return "\n".join(lines) + "\n"
+
+
+def conv_case(value="conv"):
+    """A `parametrize` value on convolutional networks, marked `conv_variant`:
+    the TF half of the suite runs it, the JAX half (slow XLA CPU convolutions)
+    keeps only the plain VAE's conv preset."""
+    return pytest.param(value, marks=pytest.mark.conv_variant)
+
+
+def preset_cases():
+    """The zoo's preset names for `parametrize`; the conv presets of the
+    families other than the plain VAE are `conv_case`s."""
+    from kerasvae import zoo
+
+    cases = []
+    for name in zoo.list_presets():
+        preset = zoo.get_preset(name)
+        conv_variant = preset.network == "conv" and preset.family != "vae"
+        cases.append(conv_case(name) if conv_variant else name)
+    return cases

@@ -24,6 +24,9 @@ import pytest
 
 from tests import backend_steps
 
+# Each run covers both backends (this process and a subprocess): once per suite.
+pytestmark = pytest.mark.requires_tensorflow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, BATCH = 3, 5
 SAMPLE_WEIGHT = np.array([1.0, 0.0, 2.0, 0.5, 3.0])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kerasvae import cli, pretrained, zoo
-from tests.helpers import tiny_vae
+from tests.helpers import preset_cases, tiny_vae
 
 
 def lambda_model_file(path):
@@ -75,7 +75,7 @@ def test_every_kerasvae_model_saves_a_safe_file(tmp_path):
         keras.saving.load_model(path, safe_mode=True)  # Keras's own check agrees
 
 
-@pytest.mark.parametrize("name", zoo.list_presets())
+@pytest.mark.parametrize("name", preset_cases())
 def test_every_zoo_preset_saves_a_safe_file(name, tmp_path):
     path = str(tmp_path / f"{name}.keras")
     zoo.build(name, latent_dim=2, seed=0).save(path)

@@ -11,7 +11,7 @@ import pytest
 import keras
 
 from kerasvae import zoo
-from tests.helpers import describe_signatures, save_and_load
+from tests.helpers import describe_signatures, preset_cases, save_and_load
 
 SMALL_SHAPE = (8, 8, 1)
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
@@ -57,7 +57,7 @@ def test_bad_names_and_shapes_are_refused_with_the_value():
         zoo.list_presets("nope")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", preset_cases())
 def test_every_preset_trains_round_trips_and_exports(name, tmp_path):
     model = zoo.build(name, data_shape=SMALL_SHAPE, seed=0)
     assert isinstance(model, zoo.FAMILIES[zoo.get_preset(name).family])

@@ -338,7 +338,25 @@ class VAE(backend_trainer(), keras.Model):
     def compile(self, optimizer="rmsprop", **kwargs):
         """`keras.Model.compile`, with kerasvae's measured per-backend defaults
         (`kerasvae.training.defaults`) filled in where no value is given."""
-        super().compile(optimizer=optimizer, **defaults.with_compile_defaults(self, kwargs))
+        filled = defaults.with_compile_defaults(self, kwargs)
+        super().compile(optimizer=optimizer, **filled)
+        self._filled_compile_defaults = sorted(set(filled) - set(kwargs))
+
+    def get_compile_config(self):
+        # Without the defaults kerasvae filled in: a file saved on one backend
+        # gets the defaults of the backend that loads it.
+        config = super().get_compile_config()
+        if config:
+            for key in getattr(self, "_filled_compile_defaults", ()):
+                config.pop(key, None)
+        return config
+
+    def compile_from_config(self, config):
+        # Keras skips compiling on load when `compile` is overridden; this
+        # is its own sequence, through the override above.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_fit_input(x, "x")

@@ -4,7 +4,7 @@ import keras
 
 import kerasvae
 from kerasvae.models import ConditionalVAE
-from tests.helpers import DATA_SHAPE, random_images, save_and_load, to_numpy
+from tests.helpers import DATA_SHAPE, conv_case, random_images, save_and_load, to_numpy
 from tests.models import numpy_reference as ref
 
 NUM_CLASSES, LATENT = 3, 2
@@ -91,7 +91,7 @@ def test_sampling_a_chosen_class_decodes_prior_draws_with_its_one_hot():
 
 
 # === The Keras workflow ===
-@pytest.mark.parametrize("network", ["mlp", "conv"])
+@pytest.mark.parametrize("network", ["mlp", conv_case()])
 def test_fit_evaluate_predict_with_labels_and_round_trip(network, tmp_path):
     x, y = random_images(32), np.arange(32) % NUM_CLASSES
     model = tiny_cvae(network)

@@ -5,7 +5,7 @@ from scipy.special import logsumexp
 
 from kerasvae import networks, schedules
 from kerasvae.models import HierarchicalVAE
-from tests.helpers import DATA_SHAPE, random_images, save_and_load, to_numpy
+from tests.helpers import DATA_SHAPE, conv_case, random_images, save_and_load, to_numpy
 
 LOSS_KEYS = {"loss", "reconstruction_loss", "kl_loss", "beta"}
 Z1, Z2, COMPONENTS = 2, 3, 4
@@ -206,7 +206,7 @@ def test_encode_and_reconstruct_use_the_deterministic_path():
 
 # === Training and the Keras workflow ===
 @pytest.mark.parametrize("prior", PRIORS)
-@pytest.mark.parametrize("builder", ["mlp", "conv"])
+@pytest.mark.parametrize("builder", ["mlp", conv_case()])
 def test_fit_evaluate_predict(prior, builder):
     if builder == "conv":
         shape = (8, 8, 3)

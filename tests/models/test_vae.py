@@ -153,24 +153,37 @@ def test_keras_file_saved_before_fit_loads(tmp_path):
     assert reloaded.covariance == "full"
 
 
-def test_keras_file_moves_between_backends(tmp_path):
-    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+_SAVE = (
+    "m = tiny_vae(); m.compile(optimizer='adam')\n"
+    "m.fit(random_images(32), epochs=1, batch_size=16, verbose=0)\n"
+    "m.save(PATH); np.save(PATH + '.npy', m.predict(random_images(4, seed=9), verbose=0))\n"
+)
+_LOAD = (
+    "m = keras.saving.load_model(PATH, safe_mode=True)\n"
+    "np.testing.assert_allclose(m.predict(random_images(4, seed=9), verbose=0), np.load(PATH + '.npy'), atol=1e-5)\n"
+    "m.fit(random_images(32), epochs=1, batch_size=16, verbose=0)\n"
+    "assert int(m.optimizer.iterations) == 4, int(m.optimizer.iterations)\n"
+)
+
+
+@pytest.mark.requires_tensorflow  # runs the JAX side in a subprocess: once per suite
+@pytest.mark.parametrize("direction", ["jax_to_tensorflow", "tensorflow_to_jax"])
+def test_keras_file_moves_between_backends(direction, tmp_path):
+    """Trained and saved on one backend, the file predicts the same and trains
+    on after loading under the other (Adam state included: 2 + 2 steps)."""
     path = str(tmp_path / "other_backend.keras")
+    here = {"PATH": path, "np": np, "keras": keras, "tiny_vae": tiny_vae, "random_images": random_images}
     script = (
         "import numpy as np, keras, sys; sys.path.insert(0, %r)\n"
-        "from tests.helpers import tiny_vae, random_images\n"
-        "m = tiny_vae(); m.compile(optimizer='adam')\n"
-        "m.fit(random_images(32), epochs=1, batch_size=16, verbose=0)\n"
-        "m.save(%r); np.save(%r, m.predict(random_images(4, seed=9), verbose=0))\n"
-    ) % (REPO, path, path + ".npy")
-    env = dict(os.environ, KERAS_BACKEND=other)
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=REPO, timeout=300)
-    model = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(
-        model.predict(random_images(4, seed=9), verbose=0), np.load(path + ".npy"), atol=1e-5
-    )
-    model.fit(random_images(32), epochs=1, batch_size=16, verbose=0)
-    assert int(model.optimizer.iterations) == 4
+        "from tests.helpers import tiny_vae, random_images\nPATH = %r\n"
+    ) % (REPO, path)
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    if direction == "jax_to_tensorflow":
+        subprocess.run([sys.executable, "-c", script + _SAVE], env=env, check=True, cwd=REPO, timeout=300)
+        exec(_LOAD, here)
+    else:
+        exec(_SAVE, here)
+        subprocess.run([sys.executable, "-c", script + _LOAD], env=env, check=True, cwd=REPO, timeout=300)
 
 
 # === Mixed precision ===

@@ -6,7 +6,7 @@ from scipy.special import logsumexp
 import kerasvae
 from kerasvae import networks, schedules
 from kerasvae.models import VampPriorVAE
-from tests.helpers import DATA_SHAPE, random_images, save_and_load, to_numpy
+from tests.helpers import DATA_SHAPE, conv_case, random_images, save_and_load, to_numpy
 
 LOSS_KEYS = {"loss", "reconstruction_loss", "kl_loss", "beta"}
 LATENT, COMPONENTS = 3, 5
@@ -164,7 +164,7 @@ def test_log_importance_weights_match_numpy():
 
 
 # === Training and the Keras workflow ===
-@pytest.mark.parametrize("networks_kind", ["gated_mlp", "conv"])
+@pytest.mark.parametrize("networks_kind", ["gated_mlp", conv_case()])
 def test_fit_evaluate_predict(networks_kind):
     if networks_kind == "conv":
         shape = (8, 8, 3)

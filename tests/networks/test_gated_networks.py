@@ -4,7 +4,7 @@ from keras import ops
 
 import kerasvae
 from kerasvae import networks
-from tests.helpers import gradients, to_numpy
+from tests.helpers import conv_case, gradients, to_numpy
 
 
 def test_published_mlp_has_the_papers_layers_and_sizes():
@@ -40,7 +40,7 @@ def test_log_variance_head_clips_like_hardtanh():
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3)])
-@pytest.mark.parametrize("builder", ["mlp", "conv"])
+@pytest.mark.parametrize("builder", ["mlp", conv_case()])
 def test_hierarchical_networks_build_for_sides_divisible_by_four(shape, builder):
     build = getattr(networks, f"build_hierarchical_{builder}")
     nets = build(shape, z1_dim=3, z2_dim=2, hidden_units=8, **({"filters": (4, 4)} if builder == "conv" else {}))

@@ -75,3 +75,23 @@ def test_models_with_convolutions_get_no_tensorflow_default():
     assert defaults.compile_defaults(dense, backend="tensorflow") == {
         "steps_per_execution": defaults.TF_STEPS_PER_EXECUTION
     }
+
+
+@pytest.mark.parametrize("given", [{}, {"steps_per_execution": 3}])
+def test_a_keras_file_keeps_what_the_caller_gave_and_reloads_compiled(given, tmp_path):
+    from tests.helpers import save_and_load
+
+    model = tiny_vae()
+    model.compile(optimizer="adam", **given)
+    x = np.random.default_rng(0).random((16, 4, 4, 1), dtype=np.float32)
+    model.fit(x, epochs=1, batch_size=8, verbose=0)
+    # Only what the caller gave is saved: the loading backend fills in its own defaults.
+    config = model.get_compile_config()
+    if given:
+        assert config["steps_per_execution"] == 3
+    elif defaults.compile_defaults(model):
+        assert "steps_per_execution" not in config
+    reloaded = save_and_load(model, str(tmp_path / "m.keras"))
+    expected = given.get("steps_per_execution", defaults.compile_defaults(reloaded).get("steps_per_execution", 1))
+    assert reloaded.steps_per_execution == expected
+    assert int(reloaded.optimizer.iterations) == 2  # compiled on load, optimizer state restored
