@@ -38,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 from kerasvae import data, plotting, pretrained  # noqa: E402
 
 parser = argparse.ArgumentParser(description="Latent interpolation with a pretrained VAE.")
-parser.add_argument("--name", default="mlp_fashion_mnist", help="a folder of savedmodels/")
+parser.add_argument("--name", default="mlp_fashion_mnist_grey", help="a folder of savedmodels/")
 parser.add_argument("--from-class", type=int, default=7, help="default 7, Sneaker")
 parser.add_argument("--to-class", type=int, default=9, help="default 9, Ankle boot")
 parser.add_argument("--pairs", type=int, default=3)

@@ -7,8 +7,8 @@ No Keras model is rebuilt: the SavedModel carries its own graphs, the same
 ones TensorFlow Serving runs. Run it from the repository root:
 
 ```
-python examples/pretrained_samples.py                      # mlp_fashion_mnist, 32 samples
-python examples/pretrained_samples.py --name conv_fashion_mnist --num-samples 64
+python examples/pretrained_samples.py                      # mlp_fashion_mnist_grey, 32 samples
+python examples/pretrained_samples.py --name conv_fashion_mnist_grey --num-samples 64
 python examples/pretrained_samples.py --quick               # 8 samples
 ```
 
@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 from kerasvae import plotting, pretrained  # noqa: E402
 
 parser = argparse.ArgumentParser(description="Samples from a pretrained kerasvae SavedModel.")
-parser.add_argument("--name", default="mlp_fashion_mnist", help="a folder of savedmodels/")
+parser.add_argument("--name", default="mlp_fashion_mnist_grey", help="a folder of savedmodels/")
 parser.add_argument("--num-samples", type=int, default=32)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--quick", action="store_true", help="8 samples")

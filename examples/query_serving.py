@@ -51,8 +51,8 @@ where.add_argument("--rest", metavar="HOST:PORT", help="a running TF Serving's R
 where.add_argument("--grpc", metavar="HOST:PORT", help="a running TF Serving's gRPC API")
 parser.add_argument("--model", default="fashion_vae", help="the model's name on the server")
 parser.add_argument("--keras-file", default=os.path.join(
-    pretrained.savedmodels_dir(), "mlp_fashion_mnist", "model.keras"),
-    help="the Keras model to export (default: the pretrained mlp_fashion_mnist)")
+    pretrained.savedmodels_dir(), "mlp_fashion_mnist_grey", "model.keras"),
+    help="the Keras model to export (default: the pretrained mlp_fashion_mnist_grey)")
 parser.add_argument("--epochs", type=int, help="train a small model for this many epochs instead")
 parser.add_argument("--quick", action="store_true", help="train a small model for 1 epoch instead")
 parser.add_argument("--examples", type=int, default=100, help="test images to send")

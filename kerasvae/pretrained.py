@@ -171,7 +171,7 @@ def load_pretrained(name, version=None):
     Example:
 
     ```python
-    served = kerasvae.pretrained.load_pretrained("mlp_fashion_mnist")
+    served = kerasvae.pretrained.load_pretrained("mlp_fashion_mnist_grey")
     out = served.signatures["sample_seeded"](num_samples=tf.constant(8), seed=tf.constant(0, tf.int64))
     images = out["samples"]  # (8, 28, 28, 1)
     ```

@@ -30,7 +30,7 @@ if [ "$which" = all ] || [ "$which" = grey ]; then
   presets=${*:-"mlp_fashion_mnist conv_fashion_mnist mlp_full_cov_fashion_mnist"}
   for preset in $presets; do
     .venv/bin/python -m kerasvae train --preset "$preset" --output "runs/$preset" \
-      --export-dir "savedmodels/$preset" --nll-examples 10000
-    .venv/bin/python -c "import sys, kerasvae; kerasvae.pretrained.publish(*sys.argv[1:])" "runs/$preset" "$preset"
+      --export-dir "savedmodels/${preset}_grey" --nll-examples 10000
+    .venv/bin/python -c "import sys, kerasvae; kerasvae.pretrained.publish(*sys.argv[1:])" "runs/$preset" "${preset}_grey"
   done
 fi

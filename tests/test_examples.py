@@ -75,7 +75,7 @@ def test_minimal_vae_is_short_and_trains_on_this_backend(tmp_path):
 def test_pretrained_samples(tmp_path):
     out = run_example("pretrained_samples.py", "--quick", "--output", str(tmp_path))
     assert "samples (8, 28, 28, 1)" in out and "same seed, same samples: True" in out
-    assert_png(tmp_path / "mlp_fashion_mnist_samples.png")
+    assert_png(tmp_path / "mlp_fashion_mnist_grey_samples.png")
 
 
 @pytest.mark.requires_tensorflow
