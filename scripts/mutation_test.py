@@ -12,7 +12,8 @@ that cannot change any result (an equivalent mutant) is not.
 
 Mutants are generated from the AST (validation code that only raises errors,
 strings and docstrings are left alone), deduplicated, and a fixed-seed sample
-of at most `--max-mutants` is run, spread over the modules.
+of at most `--max-mutants` is run, spread over the modules. The last measured
+score and the verdict on every survivor: tests/MUTATION.md.
 
 Usage:
 
@@ -39,28 +40,34 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Tests written for the survivors of earlier runs (tests/MUTATION.md).
+SURVIVORS = "tests/test_mutation_survivors.py"
+
 # module -> (pytest arguments, Keras backend). Fast, sharp test files first:
 # pytest stops at the first failure (-x).
 TARGETS = {
     "kerasvae/divergences.py": (
-        ["tests/test_divergences_precision.py", "tests/test_divergences.py"],
+        ["tests/test_divergences_precision.py", "tests/test_divergences.py", SURVIVORS],
         "tensorflow",
     ),
     "kerasvae/likelihoods.py": (
-        ["tests/test_likelihoods.py", "tests/test_estimators_exact.py"],
+        ["tests/test_likelihoods.py", "tests/test_discretized_logistic.py", "tests/test_estimators_exact.py",
+         SURVIVORS],
         "tensorflow",
     ),
     "kerasvae/evaluation.py": (
-        ["tests/test_estimators_exact.py", "tests/test_evaluation.py"],
+        ["tests/test_estimators_exact.py", "tests/test_evaluation.py", SURVIVORS],
         "tensorflow",
     ),
     "kerasvae/layers/sampling.py": (
-        ["tests/layers/test_sampling.py", "tests/test_estimators_exact.py", "tests/test_backend_equivalence.py"],
+        ["tests/layers/test_sampling.py", "tests/test_estimators_exact.py", "tests/test_backend_equivalence.py",
+         SURVIVORS],
         "tensorflow",
     ),
     "kerasvae/training/tensorflow.py": (
-        ["tests/test_backend_equivalence.py", "tests/models/test_vae.py", "-k",
-         "equivalence or reference or fresh_noise or weighted or mixed_precision or beta_weights"],
+        ["tests/test_backend_equivalence.py", "tests/models/test_vae.py", SURVIVORS, "-k",
+         "equivalence or reference or fresh_noise or weighted or mixed_precision or beta_weights"
+         " or multi_worker"],
         "tensorflow",
     ),
     "kerasvae/training/jax.py": (
@@ -195,7 +202,7 @@ def candidate_mutants(path):
             seen.add(mutated)
             original = data[start:end].decode("utf-8")
             mutants.append({
-                "module": path, "line": node.lineno, "description": description,
+                "module": path, "line": node.lineno, "column": node.col_offset, "description": description,
                 "original": original if len(original) < 90 else original[:87] + "...",
                 "mutated_expression": text if len(text) < 90 else text[:87] + "...",
                 "source": mutated,
@@ -246,7 +253,10 @@ def run_tests(workspace, module, timeout, cwd=None):
     except subprocess.TimeoutExpired:
         return "timeout", time.time() - start, ""
     output = result.stdout + result.stderr
-    tail = output.strip().splitlines()[-1:] if result.returncode else []
+    lines = output.strip().splitlines()
+    # The failing test (pytest -x stops at the first) says which test killed it.
+    failed = [line for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    tail = (failed[:1] + lines[-1:]) if result.returncode else []
     if result.returncode and _environment_broken(output):
         return "env-error", time.time() - start, " ".join(tail)
     return ("killed" if result.returncode else "survived"), time.time() - start, " ".join(tail)
@@ -286,10 +296,14 @@ def main(argv=None):
     if args.rerun_survivors:
         with open(args.rerun_survivors) as f:
             earlier = [r for r in json.load(f)["results"] if r["status"] == "survived"]
-        wanted = {(r["module"], r["line"], r["description"], r["mutated_expression"]) for r in earlier}
+        # Two mutants of one line can read alike ("constant 1 -> 2" twice): the
+        # column tells them apart (results written before it was recorded match all).
+        key4 = lambda m: (m["module"], m["line"], m["description"], m["mutated_expression"])  # noqa: E731
+        legacy = {key4(r) for r in earlier if "column" not in r}
+        columns = {key4(r) + (r["column"],) for r in earlier if "column" in r}
         chosen = [
             m for mutants in by_module.values() for m in mutants
-            if (m["module"], m["line"], m["description"], m["mutated_expression"]) in wanted
+            if key4(m) in legacy or key4(m) + (m["column"],) in columns
         ]
         args.modules = sorted({m["module"] for m in chosen}, key=list(TARGETS).index)
     else:
@@ -297,13 +311,15 @@ def main(argv=None):
     print(f"{sum(len(m) for m in by_module.values())} candidate mutants; running {len(chosen)} (seed {args.seed})")
 
     key = lambda m: (m["module"], m["line"], m["description"], m["mutated_expression"])  # noqa: E731
+    column_key = lambda m: key(m) + (m["column"],)  # noqa: E731
     results = []
     if args.resume and args.output and os.path.isfile(args.output):
         with open(args.output) as f:
             results = [r for r in json.load(f)["results"] if r["status"] != "env-error"]
-        done = {key(r) for r in results}
+        done = {column_key(r) for r in results if "column" in r}
+        legacy = {key(r) for r in results if "column" not in r}  # written before the column was
         print(f"resuming: {len(results)} mutants already measured")
-        remaining = [m for m in chosen if key(m) not in done]
+        remaining = [m for m in chosen if column_key(m) not in done and key(m) not in legacy]
     else:
         remaining = chosen
 
