@@ -19,6 +19,18 @@ def _fresh_keras_state():
     keras.config.set_dtype_policy("float32")
 
 
+@pytest.fixture(autouse=True)
+def _one_step_per_call(request, monkeypatch):
+    """Tests train a few batches: kerasvae's TF default of 32 steps per call
+    would only add compile time (1-3 s per compiled model, measured), so the
+    suite compiles one step per call. Tests marked `compile_defaults` (and
+    every subprocess) get the real default."""
+    if request.node.get_closest_marker("compile_defaults") is None:
+        from kerasvae.training import defaults
+
+        monkeypatch.setattr(defaults, "TF_STEPS_PER_EXECUTION", 1)
+
+
 @pytest.fixture
 def float64():
     """Keeps float64 inputs in float64 on every backend (JAX would make them float32)."""

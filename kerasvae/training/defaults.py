@@ -15,6 +15,9 @@ that a plain `compile()` and `fit(x)` get the fastest settings measured on CPU
   that the round trip does not show: 32 steps per call gave nothing
   measurable on the keras-io conv model (its one run came out below the
   default), so they keep Keras's one step per call.
+- TensorFlow, under a `tf.distribute` strategy: nothing. Keras 3.15's
+  multi-step loop fails under `MirroredStrategy` ("You must feed a value for
+  placeholder tensor 'while/cond/Placeholder'", in its `has_next` check).
 - `jit_compile` stays off on CPU (Keras's "auto"): XLA made the dense and the
   convolutional models slower on this CPU, not faster.
 - JAX: nothing. Keras's JAX trainer already jit-compiles the step, and its
@@ -62,16 +65,22 @@ def compile_defaults(model=None, backend=None):
 
     Args:
         model: the model being compiled, or `None` for a dense model. On
-            TensorFlow a model with convolutions gets no default.
+            TensorFlow a model with convolutions, or one compiled inside a
+            `tf.distribute` strategy's scope, gets no default.
         backend: str or None. A Keras backend name; the active one when `None`.
 
     Returns:
         A dict of `compile()` keyword arguments (possibly empty).
     """
     backend = backend or keras.backend.backend()
-    if backend == "tensorflow" and (model is None or not has_convolutions(model)):
-        return {"steps_per_execution": TF_STEPS_PER_EXECUTION}
-    return {}
+    if backend != "tensorflow" or (model is not None and has_convolutions(model)):
+        return {}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            return {}
+    return {"steps_per_execution": TF_STEPS_PER_EXECUTION}
 
 
 def with_compile_defaults(model, kwargs):

@@ -7,6 +7,8 @@ from kerasvae.training import defaults
 
 BACKEND = keras.backend.backend()
 
+pytestmark = pytest.mark.compile_defaults
+
 
 def tiny_vae(seed=0):
     keras.utils.set_random_seed(seed)
@@ -95,3 +97,15 @@ def test_a_keras_file_keeps_what_the_caller_gave_and_reloads_compiled(given, tmp
     expected = given.get("steps_per_execution", defaults.compile_defaults(reloaded).get("steps_per_execution", 1))
     assert reloaded.steps_per_execution == expected
     assert int(reloaded.optimizer.iterations) == 2  # compiled on load, optimizer state restored
+
+
+@pytest.mark.requires_tensorflow
+def test_no_default_inside_a_distribution_strategy():
+    import tensorflow as tf
+
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        model = tiny_vae()
+        assert defaults.compile_defaults(model) == {}
+        model.compile(optimizer="adam")
+    assert model.steps_per_execution == 1
+    assert defaults.compile_defaults(model) == {"steps_per_execution": defaults.TF_STEPS_PER_EXECUTION}
