@@ -257,24 +257,36 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             if os.path.basename(path) != name:
                 os.remove(path)
 
-    def _load_model(self):
-        if not self.model.built:
-            raise ValueError(
-                "BackupAndRestore needs a built model (kerasvae models are built when "
-                f"made). Received an unbuilt model: {self.model.name!r}"
-            )
+    def _read_metadata(self):
+        """`(epochs done, weights file name)` of the backup, or None without one."""
         if not os.path.isfile(self.metadata_path):
-            return
+            return None
         try:
             with open(self.metadata_path) as f:
                 metadata = json.load(f)
-            epoch, name = int(metadata["epoch"]), str(metadata["weights"])
+            return int(metadata["epoch"]), str(metadata["weights"])
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(
                 f"The backup metadata {self.metadata_path!r} is unreadable ({e}). It is "
                 "written atomically by kerasvae, so another program changed it; delete "
                 f"{self.backup_dir!r} to start over."
             ) from e
+
+    def backed_up_epochs(self):
+        """The number of epochs the backup holds (`fit` continues after them), or 0."""
+        metadata = self._read_metadata()
+        return 0 if metadata is None else metadata[0]
+
+    def _load_model(self):
+        if not self.model.built:
+            raise ValueError(
+                "BackupAndRestore needs a built model (kerasvae models are built when "
+                f"made). Received an unbuilt model: {self.model.name!r}"
+            )
+        metadata = self._read_metadata()
+        if metadata is None:
+            return
+        epoch, name = metadata
         weights = os.path.join(self.backup_dir, name)
         if os.path.basename(name) != name or not os.path.isfile(weights):
             raise ValueError(

@@ -21,6 +21,7 @@ refused unless `--unsafe` is given.
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -112,7 +113,7 @@ def _parser():
         "--snapshot-every", type=_positive_int, default=5, metavar="N",
         help="with --tensorboard: reconstructions and samples every N epochs (default 5)",
     )
-    train.add_argument("--force", action="store_true", help="retrain even if the run finished")
+    train.add_argument("--force", action="store_true", help="retrain from scratch even if the run finished (deletes its backup)")
 
     sample = verb("sample", "draw samples from a model into a PNG grid or a .npy array")
     _model_argument(sample)
@@ -332,14 +333,15 @@ def cmd_pretrained(args):
     return 0
 
 
-def _fit_callbacks(args, output, checkpoint, x_test, y_test, model):
+def _fit_callbacks(args, output, backup, x_test, y_test, model):
     import keras
 
     from kerasvae.callbacks import ImageSnapshots
+    from kerasvae.callbacks_safety import StopOnNonFinite
 
     callbacks = [
-        checkpoint,
-        keras.callbacks.TerminateOnNaN(),
+        backup,
+        StopOnNonFinite(),
         keras.callbacks.CSVLogger(os.path.join(output, "history.csv"), append=True),
     ]
     if args.tensorboard is not None:
@@ -363,7 +365,7 @@ def cmd_train(args):
     import keras
     import numpy as np
 
-    from kerasvae import callbacks, data, evaluation, plotting, pretrained, zoo
+    from kerasvae import callbacks_safety, data, evaluation, plotting, pretrained, zoo
     from kerasvae.callbacks import atomic_save_model
     from kerasvae.io_utils import atomic_write_text
 
@@ -396,12 +398,16 @@ def cmd_train(args):
     else:
         finished = None
         keras.utils.set_random_seed(args.seed)
-        checkpoint = callbacks.ResumableCheckpoint(os.path.join(output, "checkpoint"))
-        model, initial_epoch = checkpoint.resume(zoo.build(args.preset, seed=args.seed))
+        # Kept after `fit` ends, so that a rerun with more --epochs continues it.
+        backup_dir = os.path.join(output, "backup")
+        if args.force and os.path.isdir(backup_dir):
+            shutil.rmtree(backup_dir)
+        backup = callbacks_safety.BackupAndRestore(backup_dir, delete_checkpoint=False)
+        model = zoo.build(args.preset, seed=args.seed)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        initial_epoch = backup.backed_up_epochs()
         if initial_epoch:
-            print(f"Resuming from epoch {initial_epoch} ({checkpoint.checkpoint_path})")
-        else:
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+            print(f"Resuming from epoch {initial_epoch} ({backup.backup_dir})")
         conditional = getattr(model, "num_classes", None) is not None
         train_ds = data.make_dataset(
             x_train, batch_size, shuffle=True, seed=args.seed,
@@ -414,9 +420,8 @@ def cmd_train(args):
             model.fit(
                 train_ds,
                 epochs=epochs,
-                initial_epoch=initial_epoch,
                 validation_data=test_ds,
-                callbacks=_fit_callbacks(args, output, checkpoint, x_test, y_test, model),
+                callbacks=_fit_callbacks(args, output, backup, x_test, y_test, model),
                 shuffle=False,  # the dataset reshuffles itself each epoch
                 verbose=_progress_verbose(),
             )
@@ -672,8 +677,13 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    from kerasvae.callbacks_safety import NonFiniteLossError, NonFiniteWeightsError
+
     try:
         return HANDLERS[args.verb](args) or 0
-    except (CommandError, FileNotFoundError, FileExistsError, ValueError, PermissionError) as e:
+    except (
+        CommandError, FileNotFoundError, FileExistsError, ValueError, PermissionError,
+        NonFiniteLossError, NonFiniteWeightsError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from kerasvae import cli, export
+from kerasvae import callbacks_safety, cli, export
 
 pytestmark = pytest.mark.requires_tensorflow
 
@@ -39,8 +39,14 @@ def test_train_resumes_from_the_last_checkpoint(tmp_path, capsys):
     assert cli.main(base + ["--epochs", "2"]) == 0  # a longer run picks up at epoch 1
     printed = capsys.readouterr().out
     assert "Resuming from epoch 1" in printed
-    with open(os.path.join(out, "checkpoint", "state.json")) as f:
-        assert json.load(f)["epochs_done"] == 2
+    with open(os.path.join(out, "backup", callbacks_safety.METADATA_FILE)) as f:
+        assert json.load(f)["epoch"] == 2
+    with open(os.path.join(out, "history.csv")) as f:  # epoch 0 once, then epoch 1
+        assert [row.split(",")[0] for row in f.read().split()[1:]] == ["0", "1"]
+    assert cli.main(base + ["--epochs", "1", "--force"]) == 0  # from scratch: the backup goes
+    assert "Resuming" not in capsys.readouterr().out
+    with open(os.path.join(out, "backup", callbacks_safety.METADATA_FILE)) as f:
+        assert json.load(f)["epoch"] == 1
 
 
 def test_bad_arguments_and_missing_data_are_reported(tmp_path, capsys):

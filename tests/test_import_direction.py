@@ -67,7 +67,7 @@ ALLOWED = {
         "_startup", "io_utils", "divergences", "likelihoods", "layers", "training", "models",
         "networks",
         "data", "evaluation", "callbacks", "plotting", "zoo", "export", "serving", "pretrained",
-        "schedules", "protocol", FACE,
+        "schedules", "protocol", "callbacks_safety", FACE,
     },
     "__main__": {"cli"},
 }  # fmt: skip
