@@ -107,6 +107,39 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
     np.testing.assert_allclose(noisy["history"]["beta"], single["history"]["beta"])
 
 
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.requires_tensorflow
+def test_multi_worker_strategy_matches_one_device(tmp_path):
+    """Two worker processes on loopback ports (`TF_CONFIG`), one replica each:
+    each worker's distributed run makes the single-device updates."""
+    ports = _free_ports(2)
+    outs = [tmp_path / f"worker{i}.json" for i in range(2)]
+    workers = [_start("multi_worker", outs[i], i, *ports) for i in range(2)]
+    try:
+        for worker in workers:
+            _finish(worker)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for out in outs:
+        results = json.loads(out.read_text())
+        _check_same_updates(results, num_replicas=2, names=distributed_runs.MULTI_WORKER_FAMILIES)
+        noisy, single = results["VAE"]["real_noise"], results["VAE"]["real_noise_single"]
+        assert noisy["seed_state"] == single["seed_state"] and noisy["kl_step"] == STEPS
+        np.testing.assert_allclose(noisy["history"]["beta"], single["history"]["beta"])
+
+
 @pytest.mark.requires_tensorflow  # not TF-only: the JAX run is a subprocess; this runs it once per suite
 def test_jax_data_parallel_matches_one_device(tmp_path):
     out = tmp_path / "jax.json"

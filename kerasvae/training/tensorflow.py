@@ -40,6 +40,29 @@ class TensorFlowSteps:
         self.optimizer.apply(gradients, self.trainable_weights)
         return _step_logs(self.update_trackers(losses))
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (keras/src/backend/tensorflow/trainer.py) builds a model
+        # under a strategy from one batch that it averages across replicas
+        # with `strategy.reduce("MEAN", batch)`. Under
+        # MultiWorkerMirroredStrategy that reduce fails on a nested batch such
+        # as `(x, labels)` ("Attempt to convert a value (PerReplica...) to a
+        # Tensor"). The build needs only shapes and dtypes: this replica's own
+        # slice gives them, with no collective.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None or data_batch is not None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            batch = next(batches)
+            break
+
+        def local(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.experimental_local_results(value)[0]
+            return value
+
+        with strategy.scope():
+            self._symbolic_build(data_batch=tf.nest.map_structure(local, batch))
+
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         losses = self.compute_vae_losses(x, y, sample_weight=sample_weight, training=False)
