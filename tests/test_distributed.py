@@ -60,12 +60,13 @@ def _finish(process, timeout=900):
 
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _check_same_updates(results, num_replicas, names=None):
@@ -105,17 +106,6 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
     assert all(np.isfinite(v).all() for v in noisy["history"].values())
     # The KL weight is logged once, not summed over the replicas.
     np.testing.assert_allclose(noisy["history"]["beta"], single["history"]["beta"])
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("localhost", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @pytest.mark.requires_tensorflow
