@@ -19,7 +19,7 @@ def _batches(x, batch_size):
 
 
 def _log_weights_function(model, num_samples, seed):
-    """`x, labels -> log w` of shape (num_samples, batch), compiled on TensorFlow.
+    """`x, labels -> log w` of shape (num_samples, batch), compiled on either backend.
 
     The draws come from a generator of their own, so an evaluation never
     advances the model's training noise stream.
@@ -29,7 +29,7 @@ def _log_weights_function(model, num_samples, seed):
     def log_weights(x, labels):
         return model.log_importance_weights(x, labels, num_samples=num_samples, seed=generator)
 
-    return compiled(log_weights)
+    return compiled(log_weights, variables=[*model.variables, generator.state])
 
 
 def importance_sampled_log_likelihood(

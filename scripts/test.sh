@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+# JAX (the JAX half, and the JAX subprocesses of the TF half): most of a tiny
+# model test's time is XLA compiling it, and many tests compile the same
+# programs. A compilation cache for this run (keyed by the program, so a hit is
+# the same executable) and XLA's CPU code generation without LLVM optimization
+# halve the hierarchical tests' time (121 s -> 62 s, 2 workers). The HLO
+# programs are unchanged; only their machine code is less optimized.
+jax_cache=$(mktemp -d)
+trap 'rm -rf "$jax_cache"' EXIT
+export JAX_COMPILATION_CACHE_DIR="$jax_cache" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0 XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0"
 echo "== Keras on TensorFlow: the whole suite =="
 .venv/bin/python -m pytest -n auto -m "not slow" "$@"
 echo "== Keras on JAX: the backend-neutral tests (TF-only, once-per-suite and conv-variant tests deselected) =="

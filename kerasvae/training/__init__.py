@@ -26,14 +26,38 @@ def backend_trainer():
     )
 
 
-def compiled(function):
+def compiled(function, variables=()):
     """`function` compiled for repeated calls on the active backend.
 
-    A `tf.function` on TensorFlow (retracing only for new shapes); on JAX the
-    function runs as it is (its ops dispatch asynchronously).
+    A `tf.function` on TensorFlow (retracing only for new shapes). A `jax.jit`
+    on JAX: the current values of `variables` (the model's weights, a
+    `SeedGenerator`'s state) go in as arguments through a
+    `keras.StatelessScope`, and the values the function leaves in them come
+    back and are assigned, so the compiled function may draw from a
+    `SeedGenerator` and sees weights that change between calls. Variables
+    it reads that are not listed are compiled in as constants.
     """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.function(function, reduce_retracing=True)
-    return function
+    if keras.backend.backend() != "jax":
+        return function
+    import jax
+
+    variables = list(variables)
+
+    def stateless(values, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+            outputs = function(*args)
+        return outputs, [scope.get_current_value(v) for v in variables]
+
+    jitted = jax.jit(stateless)
+
+    def call(*args):
+        outputs, values = jitted([v.value for v in variables], *args)
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        return outputs
+
+    return call
