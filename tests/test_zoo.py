@@ -43,7 +43,7 @@ def test_every_preset_builds_for_image_shapes_divisible_by_four(shape):
         assert model.data_shape == shape, name
         x, labels = batch(model, n=2)
         assert tuple(model.reconstruct(x, labels=labels).shape) == (2,) + shape, name
-        keras.utils.clear_session()
+        keras.utils.clear_session(free_memory=False)
 
 
 def test_bad_names_and_shapes_are_refused_with_the_value():
