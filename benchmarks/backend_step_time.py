@@ -20,10 +20,13 @@ from kerasvae import zoo
 preset, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 x = np.random.default_rng(0).random((steps * batch, 28, 28, 1), dtype=np.float32)
 model = zoo.build(preset, seed=0)
+# A conditional model trains on (x, labels).
+y = np.arange(len(x)) % model.num_classes if model.num_classes else None
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
-model.fit(x[: 10 * batch], epochs=1, batch_size=batch, verbose=0)  # compile and warm up
+warm = slice(0, 10 * batch)
+model.fit(x[warm], None if y is None else y[warm], epochs=1, batch_size=batch, verbose=0)  # compile
 start = time.perf_counter()
-model.fit(x, epochs=1, batch_size=batch, verbose=0, shuffle=False)
+model.fit(x, y, epochs=1, batch_size=batch, verbose=0, shuffle=False)
 print(json.dumps({"ms_per_step": 1000 * (time.perf_counter() - start) / steps}))
 """
 
