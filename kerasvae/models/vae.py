@@ -339,6 +339,7 @@ class VAE(backend_trainer(), keras.Model):
         """`keras.Model.compile`, with kerasvae's measured per-backend defaults
         (`kerasvae.training.defaults`) filled in where no value is given."""
         filled = defaults.with_compile_defaults(self, kwargs)
+        defaults.check_steps_per_execution(filled.get("steps_per_execution", 1))
         super().compile(optimizer=optimizer, **filled)
         self._filled_compile_defaults = sorted(set(filled) - set(kwargs))
 

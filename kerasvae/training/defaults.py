@@ -83,6 +83,29 @@ def compile_defaults(model=None, backend=None):
     return {"steps_per_execution": TF_STEPS_PER_EXECUTION}
 
 
+def check_steps_per_execution(value):
+    """Refuses several steps per call under a multi-replica `MirroredStrategy`.
+
+    Keras 3.15's multi-step loop fails there at the first `fit` step with
+    "You must feed a value for placeholder tensor 'while/cond/Placeholder'"
+    (one replica, `OneDeviceStrategy` and no strategy all run it); the
+    refusal comes at `compile`, with the value, before any training.
+    """
+    if keras.backend.backend() != "tensorflow" or isinstance(value, bool) or not isinstance(value, int):
+        return
+    if value <= 1:
+        return
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MirroredStrategy) and strategy.num_replicas_in_sync > 1:
+        raise ValueError(
+            "steps_per_execution must be 1 under a MirroredStrategy with several replicas: "
+            "Keras's multi-step loop fails there on TensorFlow. "
+            f"Received: steps_per_execution={value} with {strategy.num_replicas_in_sync} replicas"
+        )
+
+
 def with_compile_defaults(model, kwargs):
     """`kwargs` of a `compile()` call with kerasvae's defaults filled in where absent."""
     kwargs = dict(kwargs)

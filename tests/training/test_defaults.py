@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -109,3 +111,33 @@ def test_no_default_inside_a_distribution_strategy():
         model.compile(optimizer="adam")
     assert model.steps_per_execution == 1
     assert defaults.compile_defaults(model) == {"steps_per_execution": defaults.TF_STEPS_PER_EXECUTION}
+
+
+MIRRORED_SPE = r"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tests.training.test_defaults import tiny_vae
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    model = tiny_vae()
+    model.compile(optimizer="adam")  # no default under a strategy: accepted
+    try:
+        model.compile(optimizer="adam", steps_per_execution=4)
+    except ValueError as error:
+        print(error)
+"""
+
+
+@pytest.mark.requires_tensorflow
+def test_several_steps_per_call_under_two_mirrored_replicas_are_refused_with_the_value():
+    # Two logical CPUs must be set before TensorFlow starts: a process of its own.
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SPE], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Received: steps_per_execution=4 with 2 replicas" in result.stdout
