@@ -15,12 +15,15 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 which=${1:-all}
 shift || true
+# The epochs each shipped binarized model was trained for (early stopping may
+# end a run sooner); MAX_EPOCHS overrides them all, e.g. to continue a run.
+declare -A EPOCHS=([vae_gated_mlp]=300 [beta_vae_mlp]=200 [cvae_mlp]=200)
 if [ "$which" = all ] || [ "$which" = binarized ]; then
-  presets=${*:-"vae_gated_mlp"}
+  presets=${*:-"vae_gated_mlp beta_vae_mlp cvae_mlp"}
   for preset in $presets; do
     run="runs/protocol/$preset"
     KERAS_BACKEND=jax .venv/bin/python -m kerasvae.protocol train "$preset" "$run" \
-      --max-epochs "${MAX_EPOCHS:-400}"
+      --max-epochs "${MAX_EPOCHS:-${EPOCHS[$preset]:-400}}"
     [ -f "$run/metrics.json" ] && [ "$run/metrics.json" -nt "$run/best.keras" ] ||
       KERAS_BACKEND=tensorflow .venv/bin/python -m kerasvae.protocol evaluate "$run"
     KERAS_BACKEND=tensorflow .venv/bin/python -c \

@@ -53,17 +53,23 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 @pytest.fixture(scope="module")
 def test_sets():
-    (_, _), (x_test, _) = data.load_fashion_mnist()
-    sets = {"grey": x_test}
+    (_, _), (x_test, y_test) = data.load_fashion_mnist()
+    sets = {"grey": (x_test, y_test)}
     if BINARIZED:
-        sets["binarized"] = protocol.binarized_splits()["test"][0]
+        sets["binarized"] = protocol.binarized_splits()["test"]
     return sets
 
 
 @pytest.fixture
 def test_images(test_sets, name):
     """The test images `name` was evaluated on."""
-    return test_sets["binarized" if name in BINARIZED else "grey"]
+    return test_sets["binarized" if name in BINARIZED else "grey"][0]
+
+
+@pytest.fixture
+def test_labels(test_sets, name):
+    """Their classes (what a conditional model is given beside each image)."""
+    return test_sets["binarized" if name in BINARIZED else "grey"][1]
 
 
 def reported(name):
@@ -78,8 +84,12 @@ def to64(t):
     return np.asarray(ops.convert_to_numpy(ops.cast(t, "float32")), np.float64)
 
 
-def posterior(model, x):
-    mean, second = model.encode(x)
+def conditional(model):
+    return getattr(model, "num_classes", None) is not None
+
+
+def posterior(model, x, labels=None):
+    mean, second = model.encode(x, labels) if conditional(model) else model.encode(x)
     return to64(mean), to64(second)
 
 
@@ -137,33 +147,41 @@ def kl_to_standard_normal(model, mean, second):
     return 0.5 * (np.sum(second**2, axis=(-2, -1)) + np.sum(mean**2, axis=-1) - k - log_det)
 
 
-def log_likelihood(model, x, z):
-    """log p(x | z) per row, through the model's decoder and likelihood."""
-    output = model.decoder(ops.convert_to_tensor(z.astype("float32")), training=False)
+def log_likelihood(model, x, z, labels=None):
+    """log p(x | z) per row, through the model's decoder and likelihood (a
+    conditional decoder also gets the one-hot class of each row)."""
+    z = ops.convert_to_tensor(z.astype("float32"))
+    if conditional(model):
+        one_hot = np.eye(model.num_classes, dtype="float32")[np.asarray(labels, dtype=int)]
+        output = model.decoder([z, ops.convert_to_tensor(one_hot)], training=False)
+    else:
+        output = model.decoder(z, training=False)
     output = keras.tree.map_structure(lambda t: ops.cast(t, "float32"), output)
     return to64(model.likelihood.log_prob(ops.convert_to_tensor(x), output))
 
 
-def per_image_figures(model, x, rng, batch_size=250):
+def per_image_figures(model, x, labels, rng, batch_size=250):
     """Reconstruction, KL and posterior means of each image (one draw each)."""
     reconstruction, kl, means = [], [], []
     for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        mean, second = posterior(model, batch)
+        batch, batch_labels = x[start : start + batch_size], labels[start : start + batch_size]
+        mean, second = posterior(model, batch, batch_labels)
         z = posterior_draws(model, mean, second, rng.standard_normal(mean.shape))
-        reconstruction.append(-log_likelihood(model, batch, z))
+        reconstruction.append(-log_likelihood(model, batch, z, batch_labels))
         kl.append(kl_term(model, mean, second, z))
         means.append(mean)
     return np.concatenate(reconstruction), np.concatenate(kl), np.concatenate(means)
 
 
-def log_weights(model, x, num_samples, rng):
+def log_weights(model, x, labels, num_samples, rng):
     """log p(x, z_k) - log q(z_k | x) for K draws z_k ~ q(z | x): shape (K, n)."""
-    mean, second = posterior(model, x)
+    mean, second = posterior(model, x, labels)
     eps = rng.standard_normal((num_samples,) + mean.shape)
     z = posterior_draws(model, mean, second, eps)  # (K, n, k)
     tiled = np.broadcast_to(x, (num_samples,) + x.shape).reshape((-1,) + x.shape[1:])
-    log_px_z = log_likelihood(model, tiled, z.reshape(-1, mean.shape[-1])).reshape(num_samples, len(x))
+    tiled_labels = np.tile(labels, num_samples)  # row k * n + i is image i's class
+    log_px_z = log_likelihood(model, tiled, z.reshape(-1, mean.shape[-1]), tiled_labels)
+    log_px_z = log_px_z.reshape(num_samples, len(x))
     return log_px_z + log_prior(model, z) - log_q(model, z, mean, second)
 
 
@@ -187,12 +205,12 @@ def assert_within(name, figure, measured_values, reported_value, population, rep
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_elbo_figures_are_reproduced(name, test_images):
+def test_elbo_figures_are_reproduced(name, test_images, test_labels):
     figures = reported(name)["test"]
     model = load(name)
     population = figures["examples"]
-    x = test_images[: min(SLICE, population)]
-    reconstruction, kl, _ = per_image_figures(model, x, np.random.default_rng(0))
+    x, y = test_images[: min(SLICE, population)], test_labels[: min(SLICE, population)]
+    reconstruction, kl, _ = per_image_figures(model, x, y, np.random.default_rng(0))
     assert_within(name, "reconstruction_loss", reconstruction, figures["reconstruction_loss"], population)
     assert_within(name, "kl_loss", kl, figures["kl_loss"], population)
     assert_within(name, "negative_elbo", reconstruction + kl, figures["negative_elbo"], population)
@@ -202,16 +220,16 @@ def test_elbo_figures_are_reproduced(name, test_images):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_elbo_figures_are_reproduced_on_all_test_images(name, test_images):
+def test_elbo_figures_are_reproduced_on_all_test_images(name, test_images, test_labels):
     """On the reported images themselves only the posterior draws differ: a
     closed-form KL must agree to rounding; the reconstruction (and a one-draw
     KL) to the noise of one draw per image, measured from two independent
     draws."""
     figures = reported(name)["test"]
     model = load(name)
-    x = test_images[: figures["examples"]]
-    first, kl, _ = per_image_figures(model, x, np.random.default_rng(3))
-    second, kl_again, _ = per_image_figures(model, x, np.random.default_rng(4))
+    x, y = test_images[: figures["examples"]], test_labels[: figures["examples"]]
+    first, kl, _ = per_image_figures(model, x, y, np.random.default_rng(3))
+    second, kl_again, _ = per_image_figures(model, x, y, np.random.default_rng(4))
 
     def noise(a, b):
         # Var(one-draw mean - reported one-draw mean) = 2 noise / N = Var(a - b) / N.
@@ -231,13 +249,14 @@ def test_elbo_figures_are_reproduced_on_all_test_images(name, test_images):
     )
 
 
-def gaps(model, x, num_samples, seed, batch_size=50):
+def gaps(model, x, labels, num_samples, seed, batch_size=50):
     """Per image: (-ELBO - NLL_K) = log mean_k w_k - mean_k log w_k, and the
     spread of one-draw log w (the noise of a one-draw ELBO)."""
     rng = np.random.default_rng(seed)
     gap, spread = [], []
     for start in range(0, len(x), batch_size):
-        log_w = log_weights(model, x[start : start + batch_size], num_samples, rng)
+        batch = slice(start, start + batch_size)
+        log_w = log_weights(model, x[batch], labels[batch], num_samples, rng)
         top = log_w.max(axis=0)
         gap.append(top + np.log(np.mean(np.exp(log_w - top), axis=0)) - log_w.mean(axis=0))
         spread.append(log_w.var(axis=0, ddof=1))
@@ -260,7 +279,7 @@ def check_nll_protocol(name, figures):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_importance_sampled_nll_is_below_a_smaller_k_estimate(name, test_images):
+def test_importance_sampled_nll_is_below_a_smaller_k_estimate(name, test_images, test_labels):
     """One-sided, fast: E[NLL_K] decreases with K, so the reported NLL (K = 100)
     must not exceed the reported -ELBO minus the gap measured with K = 10."""
     figures = reported(name)["test"]
@@ -268,7 +287,7 @@ def test_importance_sampled_nll_is_below_a_smaller_k_estimate(name, test_images)
     small_k = 10
     assert small_k < figures["nll_num_samples"]
     model = load(name)
-    gap, _ = gaps(model, test_images[:NLL_SLICE], small_k, seed=1)
+    gap, _ = gaps(model, test_images[:NLL_SLICE], test_labels[:NLL_SLICE], small_k, seed=1)
     stderr = gap.std(ddof=1) / math.sqrt(len(gap))
     # The gap has a long right tail (a few images have gaps of 10-20 nats):
     # a slice mean is then more often below the population mean than above,
@@ -281,13 +300,13 @@ def test_importance_sampled_nll_is_below_a_smaller_k_estimate(name, test_images)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_importance_sampled_nll_is_reproduced_at_the_reported_k(name, test_images):
+def test_importance_sampled_nll_is_reproduced_at_the_reported_k(name, test_images, test_labels):
     """Two-sided, at the protocol's K, on enough images for the long-tailed gap
     (slow for the conv model: 100,000 decoder passes)."""
     figures = reported(name)["test"]
     reported_gap = check_nll_protocol(name, figures)
     model = load(name)
-    gap, spread = gaps(model, test_images[:SLICE], figures["nll_num_samples"], seed=2)
+    gap, spread = gaps(model, test_images[:SLICE], test_labels[:SLICE], figures["nll_num_samples"], seed=2)
     # The reported -ELBO used one draw per image: its noise is the spread of log w.
     assert_within(
         name, "negative_elbo - nll_importance_sampled", gap, reported_gap, figures["examples"], spread.mean()
@@ -295,12 +314,12 @@ def test_importance_sampled_nll_is_reproduced_at_the_reported_k(name, test_image
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_active_units_are_reproduced(name, test_images):
+def test_active_units_are_reproduced(name, test_images, test_labels):
     figures = reported(name)["test"]
     model = load(name)
     assert figures["latent_dim"] == model.latent_dim
-    x = test_images[: min(SLICE, figures["examples"])]
-    means = np.concatenate([posterior(model, x[i : i + 500])[0] for i in range(0, len(x), 500)])
+    x, y = test_images[: min(SLICE, figures["examples"])], test_labels[: min(SLICE, figures["examples"])]
+    means = np.concatenate([posterior(model, x[i : i + 500], y[i : i + 500])[0] for i in range(0, len(x), 500)])
     centred = means - means.mean(axis=0)
     variance = np.mean(centred**2, axis=0)
     # Standard error of a sample variance: sqrt((m4 - var^2) / n).
@@ -400,3 +419,24 @@ def test_numpy_prior_and_kl_agree_with_the_model(family):
     posterior_tensors = model.encode(x)
     expected = to64(model.kl_divergence(posterior_tensors, ops.convert_to_tensor(draw.astype("float32"))))
     np.testing.assert_allclose(kl_term(model, mean, second, draw), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["VAE", "ConditionalVAE"])
+def test_numpy_likelihood_agrees_with_the_model(family):
+    """The decoder call above (with a NumPy one-hot for a conditional model)
+    against the model's own `reconstruct`: at the posterior mean, the
+    Bernoulli log-likelihood of the probabilities it returns. Shuffled classes
+    change a conditional model's figure, so a misaligned one-hot fails here."""
+    from tests import families
+
+    model = families.build(family)
+    rng = np.random.default_rng(2)
+    x = (rng.random((6,) + tuple(model.data_shape)) < 0.5).astype("float32")
+    labels = np.arange(6) % families.NUM_CLASSES if conditional(model) else None
+    mean, _ = posterior(model, x, labels)
+    probabilities = to64(model.reconstruct(x, labels) if conditional(model) else model.reconstruct(x))
+    expected = np.sum(x * np.log(probabilities) + (1 - x) * np.log1p(-probabilities), axis=(1, 2, 3))
+    np.testing.assert_allclose(log_likelihood(model, x, mean, labels), expected, rtol=1e-4, atol=1e-3)
+    if conditional(model):
+        shuffled = np.roll(labels, 1)
+        assert not np.allclose(log_likelihood(model, x, mean, shuffled), expected, rtol=1e-4, atol=1e-3)
