@@ -306,6 +306,12 @@ def _binarized_model_card(name, record):
                 "`--max-epochs` continues this run."
             )
     hours = config["train_seconds"] / 3600
+    beta = preset.model_kwargs.get("beta", 1.0)
+    selection = (
+        "negative ELBO"
+        if beta == 1.0
+        else f"objective (reconstruction + {beta:g} x KL, the loss at the full KL weight)"
+    )
     num_classes = preset.model_kwargs.get("num_classes")
     inputs_note = (
         f", with the class of each image (an integer from 0 to {num_classes - 1}) as `label`"
@@ -324,7 +330,7 @@ for early stopping (binarized once, seed {setup['validation_binarization_seed']}
 {config['learning_rate']}, batch size {config['batch_size']}, KL warm-up over
 {config['warmup_epochs']} epochs, seed {config['seed']}. {config['epochs_run']} epochs were run
 ({hours:.1f} hours on {config['hardware']}, Keras on {config['backend']}); the weights are those
-of epoch {config['epochs']}, the best validation negative ELBO.
+of epoch {config['epochs']}, the best validation {selection}.
 
 ## Test set ({test['examples']:,} images binarized with seed {setup['test_binarization_seed']})
 

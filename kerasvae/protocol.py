@@ -9,7 +9,11 @@ Fashion-MNIST table of Norouzi et al. (2020) reuses:
 - the 10,000 test images binarized once with seed `TEST_SEED`;
 - Adam, learning rate 5e-4, batch 100, KL warm-up linear over the first 100
   epochs, early stopping after 50 epochs without a better validation
-  negative ELBO;
+  objective: the model's loss at its full KL weight, reconstruction + beta * KL
+  (the negative ELBO when beta = 1). A beta-VAE is selected by its own
+  objective: its negative ELBO is best early in the warm-up, while its KL
+  weight is still below 1, which would select a model that is not yet a
+  beta-VAE;
 - test negative log-likelihood by importance sampling with K = 5000, in nats,
   with its standard error over the test images.
 
@@ -88,8 +92,20 @@ def _hardware():
     return f"{name}, {os.cpu_count()} CPU cores"
 
 
+def validation_objective(figures, beta):
+    """Reconstruction + `beta` * KL of an epoch's validation figures (logs or a
+    `history.csv` row): the loss at the full KL weight, whatever the warm-up's
+    weight was that epoch. Derived from the logged parts, so that rows written
+    before this figure was logged select the same way."""
+    return float(figures["val_reconstruction_loss"]) + beta * float(figures["val_kl_loss"])
+
+
 class _ValidationNegativeELBO(keras.callbacks.Callback):
-    """Adds `val_negative_elbo` (reconstruction + KL, whatever the KL weight) to the logs."""
+    """Adds `val_negative_elbo` (reconstruction + KL, whatever the KL weight) to the logs.
+
+    The objective that selects the model is not logged: `history.csv` keeps its
+    columns, so that runs begun before it existed resume into the same file.
+    """
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and "val_reconstruction_loss" in logs:
@@ -103,18 +119,28 @@ def _history_rows(path):
         return [row for row in csv.DictReader(f) if row.get("val_negative_elbo")]
 
 
+def _objectives(rows, beta):
+    return [validation_objective(row, beta) for row in rows]
+
+
 class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """Early stopping whose best value and wait count come back from `history.csv`."""
 
-    def __init__(self, history_path, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, history_path, beta, **kwargs):
+        super().__init__(monitor="val_objective", mode="min", **kwargs)
         self.history_path = history_path
+        self.beta = beta
+
+    def get_monitor_value(self, logs):
+        if not logs or "val_reconstruction_loss" not in logs:
+            return super().get_monitor_value(logs)  # Keras's warning, and None
+        return validation_objective(logs, self.beta)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         rows = _history_rows(self.history_path)
         if rows:
-            values = [float(row["val_negative_elbo"]) for row in rows]
+            values = _objectives(rows, self.beta)
             best = int(np.argmin(values))
             self.best = values[best]
             self.best_epoch = int(rows[best]["epoch"])
@@ -122,21 +148,24 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class _SaveBest(keras.callbacks.Callback):
-    """Writes the model to `path` atomically whenever the validation -ELBO improves."""
+    """Writes the model to `path` atomically whenever the validation objective improves."""
 
-    def __init__(self, path, history_path):
+    def __init__(self, path, history_path, beta):
         super().__init__()
         self.path = path
         self.history_path = history_path
+        self.beta = beta
         self.best = math.inf
 
     def on_train_begin(self, logs=None):
         rows = _history_rows(self.history_path)
         if rows and os.path.isfile(self.path):
-            self.best = min(float(row["val_negative_elbo"]) for row in rows)
+            self.best = min(_objectives(rows, self.beta))
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_negative_elbo")
+        if not logs or "val_reconstruction_loss" not in logs:
+            return
+        value = validation_objective(logs, self.beta)
         if value is not None and np.isfinite(value) and value < self.best:
             self.best = float(value)
             atomic_save_model(self.model, self.path)
@@ -190,17 +219,16 @@ def train(
     validation = (x_val, y_val) if conditional else (x_val,)
     history_path = os.path.join(run_dir, "history.csv")
     best_path = os.path.join(run_dir, "best.keras")
+    beta = model.beta  # the full KL weight: what the warm-up ramps up to
     callbacks = [
         _ValidationNegativeELBO(),
         # Kept when training ends, so that a larger --max-epochs continues the
         # run (Keras's default deletes it: the next call would start over).
         # kerasvae's subclass writes it atomically and refuses non-finite weights.
         callbacks_safety.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False),
-        _SaveBest(best_path, history_path),
+        _SaveBest(best_path, history_path, beta),
         keras.callbacks.CSVLogger(history_path, append=True),
-        _ResumableEarlyStopping(
-            history_path, monitor="val_negative_elbo", patience=patience, mode="min"
-        ),
+        _ResumableEarlyStopping(history_path, beta, patience=patience),
         callbacks_safety.StopOnNonFinite(),
     ]
     state_path = os.path.join(run_dir, "train_state.json")
@@ -223,7 +251,7 @@ def train(
 
     def write_state():
         rows = _history_rows(history_path)
-        values = [float(r["val_negative_elbo"]) for r in rows]
+        values = _objectives(rows, beta)
         state = {
             **settings,
             "epochs_run": len(rows),

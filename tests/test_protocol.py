@@ -105,3 +105,40 @@ def test_published_entry_has_every_signature_and_a_card_beside_the_published_row
     assert "Published (VAE, standard prior (MLP), Norouzi et al. 2020, K = 5000): 228.70 nats" in text
     behind = record["test"]["nll_importance_sampled"] - 228.70
     assert f"{behind:.2f} nats behind" in text
+
+
+def test_a_beta_vae_is_selected_by_its_objective_not_its_elbo(tmp_path, monkeypatch):
+    """During the warm-up a beta-VAE's KL weight passes through 1, where its
+    negative ELBO is best; model selection and early stopping must follow its
+    own objective, reconstruction + beta * KL, also for rows read back from
+    `history.csv` on a resume. Epoch 1 has the best -ELBO, epoch 2 the best
+    objective at beta = 4."""
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "epoch,val_kl_loss,val_negative_elbo,val_reconstruction_loss\n"
+        "0,30.0,250.0,220.0\n"  # objective 340
+        "1,20.0,240.0,220.0\n"  # -ELBO 240 (best); objective 300
+        "2,10.0,245.0,235.0\n"  # objective 275 (best)
+        "3,12.0,244.0,232.0\n"  # objective 280
+    )
+    stopping = protocol._ResumableEarlyStopping(str(history), beta=4.0, patience=5)
+    stopping.on_train_begin()
+    assert (stopping.best, stopping.best_epoch, stopping.wait) == (275.0, 2, 1)
+    logs = {"val_reconstruction_loss": 230.0, "val_kl_loss": 11.0, "val_negative_elbo": 241.0}
+    assert stopping.get_monitor_value(logs) == 230.0 + 4.0 * 11.0
+    # With beta = 1 the same rows select by the negative ELBO.
+    plain = protocol._ResumableEarlyStopping(str(history), beta=1.0, patience=5)
+    plain.on_train_begin()
+    assert (plain.best, plain.best_epoch) == (240.0, 1)
+
+    best = tmp_path / "best.keras"
+    best.write_bytes(b"the model of epoch 2")
+    saver = protocol._SaveBest(str(best), str(history), beta=4.0)
+    saver.on_train_begin()
+    assert saver.best == 275.0
+    saved = []
+    monkeypatch.setattr(protocol, "atomic_save_model", lambda model, path: saved.append(path))
+    saver.on_epoch_end(4, {"val_reconstruction_loss": 236.0, "val_kl_loss": 10.0})  # 276: not better
+    assert saved == []
+    saver.on_epoch_end(5, {"val_reconstruction_loss": 234.0, "val_kl_loss": 10.0})  # 274: better
+    assert saved == [str(best)] and saver.best == 274.0
