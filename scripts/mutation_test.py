@@ -70,6 +70,10 @@ TARGETS = {
          " or multi_worker"],
         "tensorflow",
     ),
+    "kerasvae/export.py": (
+        ["tests/test_export.py", "tests/test_properties_export.py", "tests/test_export_safety.py", SURVIVORS],
+        "tensorflow",
+    ),
     "kerasvae/training/jax.py": (
         ["tests/test_backend_equivalence.py", "tests/models/test_vae.py", "-k",
          "equivalence or reference or fresh_noise or weighted or mixed_precision or beta_weights"],
