@@ -20,12 +20,33 @@ nothing unless this process is the command line, so `import kerasvae` in a
 program or a notebook changes no setting.
 """
 
+import importlib.util
 import os
 import sys
 import tempfile
 
 PROGRAM = "kerasvae"
 BACKENDS = ("tensorflow", "jax")
+
+# The backend that trains each zoo preset fastest on the 2-core CPU machine,
+# measured with benchmarks/backend_step_time.py (benchmarks/RESULTS.md and the
+# README's Benchmarks section). `kerasvae train` uses it unless `--backend` or
+# KERAS_BACKEND says otherwise. Dense networks train faster on JAX except the
+# VampPrior (its pseudo-inputs pass through the encoder every step); every
+# preset with convolutions stays on TensorFlow (XLA's CPU convolutions were
+# 4-7x slower on `conv_fashion_mnist`), as do presets not measured.
+chosen_backend = None  # set by `prepare` when it picked the backend itself
+TRAIN_PRESET = "mlp_fashion_mnist"  # `kerasvae train`'s default preset
+FASTEST_TRAINING_BACKEND = {
+    "mlp_fashion_mnist": "jax",  # 1.99x TF
+    "mlp_full_cov_fashion_mnist": "jax",  # 1.59x
+    "vae_gated_mlp": "jax",  # 1.98x
+    "beta_vae_mlp": "jax",  # 1.31x
+    "cvae_mlp": "jax",  # 1.24x
+    "iwae_mlp": "jax",  # 1.22x
+    "vampprior_mlp": "tensorflow",  # 1.14x faster than JAX
+    "hvae_mlp": "jax",  # 1.46x
+}
 
 
 def is_command_line():
@@ -98,9 +119,45 @@ def quiet_python_logging():
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
+def _verb_and_preset(argv):
+    """The verb (first argument that is not an option) and `--preset`'s value."""
+    verb, preset = None, TRAIN_PRESET
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--preset" and i + 1 < len(argv):
+            preset = argv[i + 1]
+        elif arg.startswith("--preset="):
+            preset = arg.split("=", 1)[1]
+        elif verb is None and not arg.startswith("-") and (i == 0 or argv[i - 1] != "--backend"):
+            verb = arg
+    return verb, preset
+
+
+def default_backend(argv, environ=None):
+    """The backend `kerasvae` picks when neither `--backend` nor KERAS_BACKEND is given:
+    for `train`, the preset's fastest (`FASTEST_TRAINING_BACKEND`), else None
+    (Keras's own default, TensorFlow)."""
+    environ = os.environ if environ is None else environ
+    backend, _ = read_options(argv)
+    if backend is not None or environ.get("KERAS_BACKEND"):
+        return None
+    verb, preset = _verb_and_preset(argv)
+    if verb != "train":
+        return None
+    backend = FASTEST_TRAINING_BACKEND.get(preset, "tensorflow")
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        return "tensorflow"  # JAX is an extra (`pip install kerasvae[jax]`)
+    return backend
+
+
 def prepare(argv, verbose=None):
-    """Applies `--backend` and, unless `--verbose`, silences TensorFlow's start-up."""
+    """Applies `--backend` (or a preset's fastest backend for `train`) and, unless
+    `--verbose`, silences TensorFlow's start-up."""
+    global chosen_backend
     backend, flag = read_options(argv)
+    if backend is None:
+        backend = chosen_backend = default_backend(argv)
     verbose = flag if verbose is None else verbose
     if backend in BACKENDS and "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = backend

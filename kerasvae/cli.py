@@ -386,6 +386,11 @@ def cmd_train(args):
         x_train, y_train = x_train[: args.train_examples], y_train[: args.train_examples]
     print(f"Fashion-MNIST: {len(x_train)} train, {len(x_test)} test images")
     print(f"Keras {keras.__version__} on {keras.backend.backend()}")
+    if _startup.chosen_backend == keras.backend.backend():
+        print(
+            f"({keras.backend.backend()}: the backend that trains {args.preset} fastest here; "
+            "--backend or KERAS_BACKEND picks another)"
+        )
 
     finished = None
     if os.path.isfile(model_path) and os.path.isfile(metrics_path) and not args.force:
@@ -441,10 +446,7 @@ def cmd_train(args):
     if not args.no_export:
         base = args.export_dir or os.path.join(output, "savedmodel")
         if keras.backend.backend() != "tensorflow":
-            print(
-                f"SavedModel not exported: export needs the TensorFlow backend. Run "
-                f"`kerasvae export {model_path} {base}`."
-            )
+            _export_on_tensorflow(model_path, base, skip_existing=bool(finished))
         else:
             from kerasvae import export
 
@@ -468,6 +470,29 @@ def cmd_train(args):
         )
         _print_figures(written, skipped)
     return 0
+
+
+def _export_on_tensorflow(model_path, base, skip_existing):
+    """Exports `model_path` from a TensorFlow process: a SavedModel is a
+    TensorFlow graph, and this process's Keras runs on another backend."""
+    import subprocess
+
+    from kerasvae import export
+
+    versions = export.existing_versions(base)
+    if versions and skip_existing:
+        print(f"SavedModel already exported: {os.path.join(base, str(versions[-1]))}")
+        return
+    command = [sys.executable, "-m", "kerasvae", "export", "--backend", "tensorflow", model_path, base]
+    print(f"Exporting from a TensorFlow process (export needs TensorFlow): {' '.join(command[1:])}")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CommandError(
+            f"the export failed (exit {result.returncode}); the trained model is kept in "
+            f"{model_path}. Its error: {result.stderr.strip() or result.stdout.strip()}"
+        )
+    print(f"SavedModel written to {result.stdout.strip().splitlines()[-1]}")
 
 
 def cmd_sample(args):

@@ -229,18 +229,53 @@ def test_the_console_script_is_quiet_and_picks_the_backend(tmp_path):
 
 
 # Not TF-only: the subprocess is on JAX whatever this process runs, so this runs once per suite.
+def test_train_defaults_to_the_fastest_backend_of_its_preset():
+    from kerasvae import _startup
+
+    assert set(_startup.FASTEST_TRAINING_BACKEND) <= set(zoo.PRESETS)
+    assert set(_startup.FASTEST_TRAINING_BACKEND.values()) <= set(_startup.BACKENDS)
+    assert _startup.TRAIN_PRESET == cli._parser().parse_args(["train"]).preset
+    for argv, expected in (
+        (["train"], "jax"),  # the default preset, a dense VAE
+        (["train", "--preset", "vampprior_mlp"], "tensorflow"),
+        (["--verbose", "train", "--preset=hvae_mlp"], "jax"),
+        (["train", "--preset", "conv_fashion_mnist"], "tensorflow"),  # convolutions
+        (["train", "--preset", "iwae_dreg_mlp"], "tensorflow"),  # not measured
+        (["train", "--backend", "tensorflow"], None),  # asked for: kept
+        (["--backend", "tensorflow", "train"], None),
+        (["sample", "train"], None),  # only the train verb
+    ):
+        assert _startup.default_backend(argv, environ={}) == expected, argv
+    assert _startup.default_backend(["train"], environ={"KERAS_BACKEND": "tensorflow"}) is None
+
+
+def test_train_stays_on_tensorflow_without_jax_installed(monkeypatch):
+    import importlib.util
+
+    from kerasvae import _startup
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    assert _startup.default_backend(["train"], environ={}) == "tensorflow"
+
+
 @pytest.mark.requires_tensorflow
 def test_train_from_the_command_line_on_jax(tmp_path):
+    """No --backend and no KERAS_BACKEND: the default preset trains on JAX, its
+    fastest backend here, and the SavedModel is exported from a TF process."""
     out = tmp_path / "run"
     result = command([
-        sys.executable, "-m", "kerasvae", "train", "--backend", "jax", "--epochs", "1",
+        sys.executable, "-m", "kerasvae", "train", "--epochs", "1",
         "--train-examples", "256", "--nll-examples", "10", "--nll-samples", "2",
         "--output", str(out),
     ])
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "on jax" in result.stdout
-    assert "SavedModel not exported: export needs the TensorFlow backend" in result.stdout
+    assert "the backend that trains mlp_fashion_mnist fastest here" in result.stdout
+    version = out / "savedmodel" / "1"
+    assert f"SavedModel written to {version}" in result.stdout
+    assert (version / "saved_model.pb").is_file()
     # Not a terminal: one line per epoch, no progress bar redraws.
     assert "\r" not in result.stdout and "\x08" not in result.stdout
     pictures = result.stdout.split("Pictures:\n", 1)[1].split()
