@@ -67,19 +67,26 @@ def is_command_line():
     return False
 
 
+def _before_separator(argv):
+    """The arguments before a `--` (what follows it is not an option)."""
+    return argv[: argv.index("--")] if "--" in argv else list(argv)
+
+
+def _option_value(argv, option):
+    """The last value given to `option` (`--name value` or `--name=value`), or None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def read_options(argv):
     """`(backend, verbose)` from the command line arguments, before argparse sees them."""
-    backend, verbose = None, False
-    for i, arg in enumerate(argv):
-        if arg == "--":
-            break
-        if arg == "--backend" and i + 1 < len(argv):
-            backend = argv[i + 1]
-        elif arg.startswith("--backend="):
-            backend = arg.split("=", 1)[1]
-        elif arg == "--verbose":
-            verbose = True
-    return backend, verbose
+    argv = _before_separator(argv)
+    return _option_value(argv, "--backend"), "--verbose" in argv
 
 
 def import_tensorflow_quietly():
@@ -120,18 +127,13 @@ def quiet_python_logging():
 
 
 def _verb_and_preset(argv):
-    """The verb (first argument that is not an option) and `--preset`'s value."""
-    verb, preset = None, TRAIN_PRESET
-    for i, arg in enumerate(argv):
-        if arg == "--":
-            break
-        if arg == "--preset" and i + 1 < len(argv):
-            preset = argv[i + 1]
-        elif arg.startswith("--preset="):
-            preset = arg.split("=", 1)[1]
-        elif verb is None and not arg.startswith("-") and (i == 0 or argv[i - 1] != "--backend"):
-            verb = arg
-    return verb, preset
+    """The verb (first argument that is not an option or `--backend`'s value) and `--preset`'s value."""
+    argv = _before_separator(argv)
+    verb = next(
+        (arg for i, arg in enumerate(argv) if not arg.startswith("-") and (i == 0 or argv[i - 1] != "--backend")),
+        None,
+    )
+    return verb, _option_value(argv, "--preset") or TRAIN_PRESET
 
 
 def default_backend(argv, environ=None):

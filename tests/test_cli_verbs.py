@@ -247,6 +247,12 @@ def test_train_defaults_to_the_fastest_backend_of_its_preset():
     ):
         assert _startup.default_backend(argv, environ={}) == expected, argv
     assert _startup.default_backend(["train"], environ={"KERAS_BACKEND": "tensorflow"}) is None
+    for argv, expected in (
+        (["presets", "--backend", "jax", "--verbose"], ("jax", True)),
+        (["--backend=jax", "presets"], ("jax", False)),
+        (["presets", "--", "--backend", "jax", "--verbose"], (None, False)),  # after --: not options
+    ):
+        assert _startup.read_options(argv) == expected, argv
 
 
 def test_train_stays_on_tensorflow_without_jax_installed(monkeypatch):
