@@ -166,7 +166,7 @@ class _SaveBest(keras.callbacks.Callback):
         if not logs or "val_reconstruction_loss" not in logs:
             return
         value = validation_objective(logs, self.beta)
-        if value is not None and np.isfinite(value) and value < self.best:
+        if np.isfinite(value) and value < self.best:
             self.best = float(value)
             atomic_save_model(self.model, self.path)
 
