@@ -50,7 +50,8 @@ def _hierarchical_vae(models, seed, **kwargs):
     networks = kerasvae.networks.build_hierarchical_mlp(
         DATA_SHAPE, z1_dim=LATENT_DIM, z2_dim=LATENT_DIM, hidden_units=HIDDEN[0]
     )
-    return models.HierarchicalVAE(**networks, prior="standard", seed=seed, **kwargs)
+    kwargs.setdefault("prior", "standard")
+    return models.HierarchicalVAE(**networks, seed=seed, **kwargs)
 
 
 BUILDERS = {

@@ -111,30 +111,111 @@ def log_q(model, z, mean, second):
     return -0.5 * (k * LOG_2PI + np.sum(white**2, axis=-1) + log_det)
 
 
+def hierarchical(model):
+    return isinstance(model, kerasvae.models.HierarchicalVAE)
+
+
 def has_standard_prior(model):
+    if hierarchical(model):
+        return False  # p(z1 | z2) is learned whatever the prior on z2
     return not hasattr(model, "prior_components")
 
 
 def has_closed_form_kl(model):
     """The model reports its KL term in closed form: a standard-normal prior
     and one draw per image (an IWAE reports the mean of its K one-draw
-    estimates log q(z_k | x) - log p(z_k))."""
+    estimates log q(z_k | x) - log p(z_k); a two-level model's KL1 is in
+    closed form only at its drawn z2)."""
     return has_standard_prior(model) and not isinstance(model, kerasvae.models.IWAE)
 
 
-def log_prior(model, z):
-    """log p(z), NumPy, for z of shape (..., k): N(0, I), or the VampPrior's
-    equal-weight mixture of q(z | u_c) at the model's pseudo-inputs."""
-    if isinstance(model, kerasvae.models.HierarchicalVAE):
-        raise NotImplementedError("a two-level model's p(z1 | z2) p(z2) has no NumPy check here yet")
-    if has_standard_prior(model):
-        return -0.5 * np.sum(LOG_2PI + z**2, axis=-1)
+def log_normal(z, mean, log_var):
+    """log N(z; mean, diag(exp(log_var))), summed over the last axis."""
+    return -0.5 * np.sum(LOG_2PI + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
+
+
+def diagonal_kl(mean0, log_var0, mean1, log_var1):
+    """KL(N(mean0, exp(log_var0)) || N(mean1, exp(log_var1))), summed over the last axis."""
+    return 0.5 * np.sum(
+        log_var1 - log_var0 + (np.exp(log_var0) + (mean0 - mean1) ** 2) / np.exp(log_var1) - 1.0, axis=-1
+    )
+
+
+def vampprior_log_prob(model, z):
+    """log of the equal-weight mixture of q(z | u_c) at the model's pseudo-inputs."""
     means, log_vars = (to64(t) for t in model.prior_components())  # (C, k) each
-    diff = z[..., None, :] - means  # (..., C, k)
-    components = -0.5 * np.sum(LOG_2PI + log_vars + diff**2 / np.exp(log_vars), axis=-1)
+    components = log_normal(z[..., None, :], means, log_vars)  # (..., C)
     top = components.max(axis=-1, keepdims=True)
-    log_sum = top[..., 0] + np.log(np.sum(np.exp(components - top), axis=-1))
-    return log_sum - math.log(len(means))
+    return top[..., 0] + np.log(np.sum(np.exp(components - top), axis=-1)) - math.log(len(means))
+
+
+def network(net, inputs):
+    """A network's outputs at NumPy inputs, as float64 NumPy arrays."""
+    inputs = keras.tree.map_structure(lambda a: ops.convert_to_tensor(np.asarray(a, "float32")), inputs)
+    return [to64(t) for t in net(inputs, training=False)]
+
+
+def z2_log_prior(model, z2):
+    """log p(z2) of a two-level model: N(0, I) or its VampPrior."""
+    if model.prior == "standard":
+        return log_normal(z2, 0.0, 0.0)
+    return vampprior_log_prob(model, z2)
+
+
+def log_prior(model, z):
+    """log p(z), NumPy, for z of shape (..., k): N(0, I), the VampPrior's
+    equal-weight mixture of q(z | u_c) at the model's pseudo-inputs, or a
+    two-level model's log p(z2) + log p(z1 | z2) at z = concat([z1, z2])."""
+    if hierarchical(model):
+        z1, z2 = z[..., : model.z1_dim], z[..., model.z1_dim :]
+        p1_mean, p1_log_var = network(model.z1_prior, z2.reshape(-1, z2.shape[-1]))
+        log_p1 = log_normal(z1, p1_mean.reshape(z1.shape), p1_log_var.reshape(z1.shape))
+        return z2_log_prior(model, z2) + log_p1
+    if has_standard_prior(model):
+        return log_normal(z, 0.0, 0.0)
+    return vampprior_log_prob(model, z)
+
+
+def hierarchical_draws(model, x, num_samples, rng):
+    """K joint draws z2 ~ q(z2 | x), z1 ~ q(z1 | x, z2) of a two-level model,
+    with both levels' posterior and prior parameters and log p(x | z1, z2);
+    every array (K, n, ...)."""
+    n, k = len(x), num_samples
+    q2_mean, q2_log_var = network(model.encoder, x)
+    z2 = q2_mean + np.exp(0.5 * q2_log_var) * rng.standard_normal((k, n, model.z2_dim))
+    flat_z2 = z2.reshape(k * n, -1)
+    tiled = np.broadcast_to(x, (k,) + x.shape).reshape((k * n,) + x.shape[1:])
+    q1_mean, q1_log_var = network(model.z1_encoder, [tiled, flat_z2])
+    z1 = q1_mean + np.exp(0.5 * q1_log_var) * rng.standard_normal(q1_mean.shape)
+    p1_mean, p1_log_var = network(model.z1_prior, flat_z2)
+    output = model.decoder([ops.convert_to_tensor(a.astype("float32")) for a in (z1, flat_z2)], training=False)
+    output = keras.tree.map_structure(lambda t: ops.cast(t, "float32"), output)
+    log_px = to64(model.likelihood.log_prob(ops.convert_to_tensor(tiled), output))
+    draws = {"z1": z1, "q1_mean": q1_mean, "q1_log_var": q1_log_var, "p1_mean": p1_mean,
+             "p1_log_var": p1_log_var, "log_px": log_px}
+    draws = {key: value.reshape((k, n) + value.shape[1:]) for key, value in draws.items()}
+    return {**draws, "z2": z2, "q2_mean": q2_mean, "q2_log_var": q2_log_var}
+
+
+def hierarchical_kl(model, d):
+    """The KL term as a two-level model reports it, per draw: KL1 in closed form
+    at the drawn z2, plus KL2 in closed form (standard prior) or as the one-draw
+    estimate log q(z2 | x) - log p(z2) (VampPrior)."""
+    kl1 = diagonal_kl(d["q1_mean"], d["q1_log_var"], d["p1_mean"], d["p1_log_var"])
+    if model.prior == "standard":
+        return kl1 + diagonal_kl(d["q2_mean"], d["q2_log_var"], 0.0, 0.0)
+    return kl1 + log_normal(d["z2"], d["q2_mean"], d["q2_log_var"]) - z2_log_prior(model, d["z2"])
+
+
+def hierarchical_log_weights(model, d):
+    """log p(x, z1, z2) - log q(z1, z2 | x) per draw."""
+    return (
+        d["log_px"]
+        + log_normal(d["z1"], d["p1_mean"], d["p1_log_var"])
+        + z2_log_prior(model, d["z2"])
+        - log_normal(d["z1"], d["q1_mean"], d["q1_log_var"])
+        - log_normal(d["z2"], d["q2_mean"], d["q2_log_var"])
+    )
 
 
 def kl_term(model, mean, second, z):
@@ -172,15 +253,22 @@ def per_image_figures(model, x, labels, rng, batch_size=250):
     for start in range(0, len(x), batch_size):
         batch, batch_labels = x[start : start + batch_size], labels[start : start + batch_size]
         mean, second = posterior(model, batch, batch_labels)
+        means.append(mean)
+        if hierarchical(model):
+            draws = hierarchical_draws(model, batch, 1, rng)
+            reconstruction.append(-draws["log_px"][0])
+            kl.append(hierarchical_kl(model, draws)[0])
+            continue
         z = posterior_draws(model, mean, second, rng.standard_normal(mean.shape))
         reconstruction.append(-log_likelihood(model, batch, z, batch_labels))
         kl.append(kl_term(model, mean, second, z))
-        means.append(mean)
     return np.concatenate(reconstruction), np.concatenate(kl), np.concatenate(means)
 
 
 def log_weights(model, x, labels, num_samples, rng):
     """log p(x, z_k) - log q(z_k | x) for K draws z_k ~ q(z | x): shape (K, n)."""
+    if hierarchical(model):
+        return hierarchical_log_weights(model, hierarchical_draws(model, x, num_samples, rng))
     mean, second = posterior(model, x, labels)
     eps = rng.standard_normal((num_samples,) + mean.shape)
     z = posterior_draws(model, mean, second, eps)  # (K, n, k)
@@ -424,22 +512,67 @@ def test_readme_states_the_protocol_of_the_metrics():
 
 
 # === The NumPy reference itself ===
-@pytest.mark.parametrize("family", ["VAE", "VampPriorVAE"])
-def test_numpy_prior_and_kl_agree_with_the_model(family):
+TWO_LEVEL = {"standard": {}, "vampprior": {"prior": "vampprior", "num_components": 3}}
+
+
+@pytest.mark.parametrize(
+    "family, kwargs",
+    [("VAE", {}), ("VampPriorVAE", {})] + [("HierarchicalVAE", k) for k in TWO_LEVEL.values()],
+    ids=["VAE", "VampPriorVAE"] + [f"HierarchicalVAE-{prior}" for prior in TWO_LEVEL],
+)
+def test_numpy_prior_agrees_with_the_model(family, kwargs):
     """The references above recompute the prior; a wrong one would pass or fail
     every model for the wrong reason. Against the model on random latents."""
     from tests import families
 
-    model = families.build(family)
+    model = families.build(family, **kwargs)
     z = np.random.default_rng(0).standard_normal((3, 5, model.latent_dim))
     z32 = ops.convert_to_tensor(z.astype("float32"))
     np.testing.assert_allclose(log_prior(model, z), to64(model.prior_log_prob(z32)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["VAE", "VampPriorVAE"])
+def test_numpy_kl_agrees_with_the_model(family):
+    from tests import families
+
+    model = families.build(family)
+    z = np.random.default_rng(0).standard_normal((5, model.latent_dim))
     x = np.random.default_rng(1).random((5,) + tuple(model.data_shape), dtype=np.float32)
     mean, second = posterior(model, x)
-    draw = posterior_draws(model, mean, second, z[0])
+    draw = posterior_draws(model, mean, second, z)
     posterior_tensors = model.encode(x)
     expected = to64(model.kl_divergence(posterior_tensors, ops.convert_to_tensor(draw.astype("float32"))))
     np.testing.assert_allclose(kl_term(model, mean, second, draw), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("prior", list(TWO_LEVEL))
+def test_numpy_two_level_terms_agree_with_the_model_in_distribution(prior):
+    """A two-level model draws its own noise, so its terms cannot be compared
+    draw by draw: over K draws on a few images, each image's mean
+    reconstruction, KL and log-weight from the NumPy references must match the
+    model's `elbo_terms` and `log_importance_weights` within Z standard errors
+    (a missing or mis-signed term moves a mean by nats; the errors are
+    hundredths)."""
+    from tests import families
+
+    model = families.build("HierarchicalVAE", **TWO_LEVEL[prior])
+    n, k = 4, 4000
+    x = (np.random.default_rng(0).random((n,) + tuple(model.data_shape)) < 0.5).astype("float32")
+    draws = hierarchical_draws(model, x, k, np.random.default_rng(1))
+    tiled = np.broadcast_to(x, (k,) + x.shape).reshape((k * n,) + x.shape[1:])
+    terms = model.elbo_terms(ops.convert_to_tensor(tiled), seed=2)
+    pairs = {
+        "reconstruction": (-draws["log_px"], to64(terms["reconstruction_loss"]).reshape(k, n)),
+        "kl": (hierarchical_kl(model, draws), to64(terms["kl_loss"]).reshape(k, n)),
+        "log_weight": (
+            hierarchical_log_weights(model, draws),
+            to64(model.log_importance_weights(ops.convert_to_tensor(x), num_samples=k, seed=3)),
+        ),
+    }
+    for figure, (ours, theirs) in pairs.items():
+        stderr = np.sqrt((ours.var(axis=0, ddof=1) + theirs.var(axis=0, ddof=1)) / k)
+        difference = ours.mean(axis=0) - theirs.mean(axis=0)
+        assert np.all(np.abs(difference) < Z * stderr), (figure, difference, stderr)
 
 
 @pytest.mark.parametrize("family", ["VAE", "ConditionalVAE"])
