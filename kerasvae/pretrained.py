@@ -307,11 +307,15 @@ def _binarized_model_card(name, record):
             )
     hours = config["train_seconds"] / 3600
     beta = preset.model_kwargs.get("beta", 1.0)
-    selection = (
-        "negative ELBO"
-        if beta == 1.0
-        else f"objective (reconstruction + {beta:g} x KL, the loss at the full KL weight)"
-    )
+    if preset.family == "iwae":
+        selection = (
+            f"negative {preset.model_kwargs.get('num_samples')}-sample importance weighted bound "
+            "(the IWAE's loss, at the full KL weight)"
+        )
+    elif beta == 1.0:
+        selection = "negative ELBO"
+    else:
+        selection = f"objective (reconstruction + {beta:g} x KL, the loss at the full KL weight)"
     num_classes = preset.model_kwargs.get("num_classes")
     inputs_note = (
         f", with the class of each image (an integer from 0 to {num_classes - 1}) as `label`"

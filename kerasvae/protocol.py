@@ -10,7 +10,8 @@ Fashion-MNIST table of Norouzi et al. (2020) reuses:
 - Adam, learning rate 5e-4, batch 100, KL warm-up linear over the first 100
   epochs, early stopping after 50 epochs without a better validation
   objective: the model's loss at its full KL weight, reconstruction + beta * KL
-  (the negative ELBO when beta = 1). A beta-VAE is selected by its own
+  (the negative ELBO when beta = 1; an IWAE's negative K-sample bound,
+  computed on fixed draws). A beta-VAE is selected by its own
   objective: its negative ELBO is best early in the warm-up, while its KL
   weight is still below 1, which would select a model that is not yet a
   beta-VAE;
@@ -21,7 +22,7 @@ Training is resumable across sessions: `kerasvae.callbacks_safety.BackupAndResto
 (Keras's callback, written atomically) keeps the model, optimizer and epoch in
 the run folder, also after the run ends, so that a larger `max_epochs`
 continues a finished run; the best model so far
-(by validation negative ELBO) is written atomically to `best.keras`, and early
+(by the validation objective above) is written atomically to `best.keras`, and early
 stopping reads its state back from `history.csv` so patience survives a
 restart.
 """
@@ -93,23 +94,64 @@ def _hardware():
 
 
 def validation_objective(figures, beta):
-    """Reconstruction + `beta` * KL of an epoch's validation figures (logs or a
-    `history.csv` row): the loss at the full KL weight, whatever the warm-up's
-    weight was that epoch. Derived from the logged parts, so that rows written
-    before this figure was logged select the same way."""
+    """The validation loss at the full KL weight of an epoch's figures (logs or
+    a `history.csv` row), whatever the warm-up's weight was that epoch.
+
+    `val_objective` where it was logged (a model whose loss is not
+    reconstruction + beta * KL, such as an IWAE's K-sample bound, has it
+    computed by `_ValidationObjective`); otherwise derived from the logged
+    parts, reconstruction + `beta` * KL, so that rows written before this
+    figure existed select the same way.
+    """
+    if figures.get("val_objective") not in (None, ""):
+        return float(figures["val_objective"])
     return float(figures["val_reconstruction_loss"]) + beta * float(figures["val_kl_loss"])
+
+
+def needs_computed_objective(model):
+    """Whether the model's loss at full KL weight is not reconstruction + beta * KL."""
+    from kerasvae.models import IWAE
+
+    return isinstance(model, IWAE)
 
 
 class _ValidationNegativeELBO(keras.callbacks.Callback):
     """Adds `val_negative_elbo` (reconstruction + KL, whatever the KL weight) to the logs.
 
-    The objective that selects the model is not logged: `history.csv` keeps its
-    columns, so that runs begun before it existed resume into the same file.
+    The objective that selects the model is not logged for the models whose
+    objective follows from the logged parts: `history.csv` keeps its columns,
+    so that runs begun before it existed resume into the same file.
     """
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and "val_reconstruction_loss" in logs:
             logs["val_negative_elbo"] = logs["val_reconstruction_loss"] + logs["val_kl_loss"]
+
+
+class _ValidationObjective(keras.callbacks.Callback):
+    """Adds `val_objective` to the logs: an IWAE's negative K-sample bound at the
+    full KL weight on the validation images, mean over images.
+
+    Keras's `val_loss` is at the warm-up's weight, which flatters the early
+    epochs (a KL weight below 1 raises every log weight), and the bound is a
+    log-mean-exp that the logged means of its parts do not determine. The
+    same draws every epoch (`seed`), so that epochs differ only by the model.
+    """
+
+    def __init__(self, x, labels, seed, batch_size=1000):
+        super().__init__()
+        self.x, self.labels, self.seed, self.batch_size = x, labels, seed, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        total = 0.0
+        for start in range(0, len(self.x), self.batch_size):
+            stop = start + self.batch_size
+            labels = None if self.labels is None else self.labels[start:stop]
+            bound = self.model.importance_weighted_bound(self.x[start:stop], labels, seed=self.seed + start)
+            total += float(keras.ops.convert_to_numpy(keras.ops.sum(bound)))
+        logs["val_objective"] = -total / len(self.x)
 
 
 def _history_rows(path):
@@ -220,8 +262,10 @@ def train(
     history_path = os.path.join(run_dir, "history.csv")
     best_path = os.path.join(run_dir, "best.keras")
     beta = model.beta  # the full KL weight: what the warm-up ramps up to
-    callbacks = [
-        _ValidationNegativeELBO(),
+    callbacks = [_ValidationNegativeELBO()]
+    if needs_computed_objective(model):
+        callbacks.append(_ValidationObjective(x_val, y_val if conditional else None, seed=VALIDATION_SEED))
+    callbacks += [
         # Kept when training ends, so that a larger --max-epochs continues the
         # run (Keras's default deletes it: the next call would start over).
         # kerasvae's subclass writes it atomically and refuses non-finite weights.

@@ -173,6 +173,21 @@ class IWAE(VAE):
         terms = self.importance_terms(x, labels, num_samples, training=training, seed=seed)
         return terms["log_px_z"] + terms["log_prior"] - terms["log_posterior"]
 
+    def importance_weighted_bound(self, x, labels=None, kl_weight=None, seed=None):
+        """Each example's K-sample bound `L_K` at KL weight `b` (default: `beta`,
+        the weight the warm-up ends at), shape `(batch,)`: what `loss` is the
+        batch mean of, minus, once the warm-up is over. `seed` fixes the draw."""
+        terms = self.importance_terms(x, labels, seed=seed)
+        weight = self.beta if kl_weight is None else kl_weight
+        return self._bound(self._weighted_log_weights(terms, weight))
+
+    @staticmethod
+    def _weighted_log_weights(terms, weight):
+        return terms["log_px_z"] + weight * (terms["log_prior"] - terms["log_posterior"])
+
+    def _bound(self, log_w):
+        return ops.logsumexp(log_w, axis=0) - math.log(self.num_samples)
+
     # === Loss ===
     def compute_vae_losses(self, x, y=None, sample_weight=None, training=False):
         inputs, labels = self.split_data(x, y)
@@ -184,8 +199,8 @@ class IWAE(VAE):
         else:
             terms = self.importance_terms(inputs, labels, training=training)
         log_ratio = terms["log_prior"] - terms["log_posterior"]
-        log_w = terms["log_px_z"] + weight * log_ratio
-        bound = ops.logsumexp(log_w, axis=0) - math.log(self.num_samples)
+        log_w = self._weighted_log_weights(terms, weight)
+        bound = self._bound(log_w)
         losses = {
             "loss": batch_mean(-bound, sample_weight),
             "reconstruction_loss": batch_mean(-ops.mean(terms["log_px_z"], axis=0), sample_weight),
