@@ -219,9 +219,6 @@ def model_card(name):
         ("bits per dimension", test["bits_per_dim"]),
         ("active units", f"{test['active_units']} of {test['latent_dim']}"),
     ]
-    if preset.family == "iwae":
-        k = preset.model_kwargs.get("num_samples")
-        rows.insert(3, (f"negative {k}-sample bound, the IWAE's loss (nats)", test["loss"]))
     table = "\n".join(f"| {k} | {v:.2f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows)
     return f"""# {name}
 
