@@ -104,7 +104,7 @@ def log_q(model, z, mean, second):
     """log q(z | x), NumPy, for z of shape (K, n, k)."""
     k = mean.shape[-1]
     if model.covariance == "diagonal":
-        return -0.5 * np.sum(LOG_2PI + second + (z - mean) ** 2 / np.exp(second), axis=-1)
+        return log_normal(z, mean, second)
     diff = np.moveaxis(z - mean, 0, 1)[..., None]  # (n, K, k, 1)
     white = np.moveaxis(np.linalg.solve(second[:, None], diff)[..., 0], 1, 0)  # (K, n, k)
     log_det = 2.0 * np.sum(np.log(np.diagonal(second, axis1=-2, axis2=-1)), axis=-1)
@@ -188,9 +188,7 @@ def hierarchical_draws(model, x, num_samples, rng):
     q1_mean, q1_log_var = network(model.z1_encoder, [tiled, flat_z2])
     z1 = q1_mean + np.exp(0.5 * q1_log_var) * rng.standard_normal(q1_mean.shape)
     p1_mean, p1_log_var = network(model.z1_prior, flat_z2)
-    output = model.decoder([ops.convert_to_tensor(a.astype("float32")) for a in (z1, flat_z2)], training=False)
-    output = keras.tree.map_structure(lambda t: ops.cast(t, "float32"), output)
-    log_px = to64(model.likelihood.log_prob(ops.convert_to_tensor(tiled), output))
+    log_px = log_likelihood(model, tiled, np.concatenate([z1, flat_z2], axis=-1))
     draws = {"z1": z1, "q1_mean": q1_mean, "q1_log_var": q1_log_var, "p1_mean": p1_mean,
              "p1_log_var": p1_log_var, "log_px": log_px}
     draws = {key: value.reshape((k, n) + value.shape[1:]) for key, value in draws.items()}
@@ -236,9 +234,12 @@ def kl_to_standard_normal(model, mean, second):
 
 def log_likelihood(model, x, z, labels=None):
     """log p(x | z) per row, through the model's decoder and likelihood (a
-    conditional decoder also gets the one-hot class of each row)."""
+    conditional decoder also gets the one-hot class of each row; a two-level
+    one takes z = concat([z1, z2]) as [z1, z2])."""
     z = ops.convert_to_tensor(z.astype("float32"))
-    if conditional(model):
+    if hierarchical(model):
+        output = model.decoder(list(model.split_latent(z)), training=False)
+    elif conditional(model):
         one_hot = np.eye(model.num_classes, dtype="float32")[np.asarray(labels, dtype=int)]
         output = model.decoder([z, ops.convert_to_tensor(one_hot)], training=False)
     else:
