@@ -78,3 +78,29 @@ def test_unknown_names_and_versions_are_refused():
     if NAMES:
         with pytest.raises(ValueError, match="Version 999"):
             pretrained.pretrained_path(NAMES[0], version=999)
+
+
+@pytest.mark.parametrize(
+    "epochs_run, best, limit, why",
+    [
+        (300, 300, 300, "stopped at its epoch limit (300) with the validation figure still improving"),
+        (300, 280, 300, "stopped at its epoch limit (300); its best epoch was 280"),
+        (250, 200, 400, "Early stopping ended the run at epoch 250, 50 epochs after its best (200)"),
+    ],
+)
+def test_a_card_behind_its_row_says_why_and_what_more_epochs_cost(epochs_run, best, limit, why):
+    config = {
+        "epochs_run": epochs_run,
+        "epochs": best,
+        "max_epochs": limit,
+        "patience": 50,
+        "train_seconds": 36.0 * epochs_run,
+        "hardware": "a test machine",
+        "backend": "jax",
+    }
+    text = pretrained._what_would_close_the_gap(1.5, 0.75, config)
+    assert "The gap is 2.0 standard errors" in text
+    assert why in text
+    # 36 s an epoch: 100 more epochs are one hour.
+    assert "An epoch took 36 s here (a test machine, Keras on jax), so 100 more take 1.0 hours" in text
+    assert f"--max-epochs {limit + 100}` continues this run" in text
