@@ -31,6 +31,35 @@ def _one_step_per_call(request, monkeypatch):
         monkeypatch.setattr(defaults, "TF_STEPS_PER_EXECUTION", 1)
 
 
+@pytest.fixture(autouse=True)
+def _eager_steps_on_tensorflow(request, monkeypatch):
+    """On TensorFlow a test's few steps of a tiny model cost far less run
+    eagerly than traced: tracing a two-level model's train, test and predict
+    functions takes seconds (a free-bits test: 27.6 s traced, 7.3 s eager).
+    So a kerasvae model compiled in a test without `run_eagerly` runs
+    eagerly. The traced steps are tested where marked `compiled_step` (every
+    zoo preset, every family's fit/evaluate/predict test, the tests that
+    train for many steps on real data or under mixed precision, the examples,
+    the CLI and the protocol) or `compile_defaults`, and in every subprocess
+    (CLI verbs, distributed, backend-equivalence and crash runs). On JAX
+    eager is slower than jit (32.7 s against 22.5 s), so JAX keeps Keras's
+    default."""
+    marked = request.node.get_closest_marker("compiled_step") or request.node.get_closest_marker(
+        "compile_defaults"
+    )
+    if marked is None and keras.backend.backend() == "tensorflow":
+        from kerasvae.training import defaults
+
+        filled = defaults.with_compile_defaults
+
+        def eager(model, kwargs):
+            kwargs = filled(model, kwargs)
+            kwargs.setdefault("run_eagerly", True)
+            return kwargs
+
+        monkeypatch.setattr(defaults, "with_compile_defaults", eager)
+
+
 @pytest.fixture
 def float64():
     """Keeps float64 inputs in float64 on every backend (JAX would make them float32)."""

@@ -25,7 +25,7 @@ import pytest
 from tests import backend_steps
 
 # Each run covers both backends (this process and a subprocess): once per suite.
-pytestmark = pytest.mark.requires_tensorflow
+pytestmark = [pytest.mark.requires_tensorflow, pytest.mark.compiled_step]  # the steps users train with
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, BATCH = 3, 5

@@ -7,7 +7,8 @@ import pytest
 
 from kerasvae import callbacks_safety, cli, export
 
-pytestmark = pytest.mark.requires_tensorflow
+# The commands users run, with the steps they get: traced, not eager.
+pytestmark = [pytest.mark.requires_tensorflow, pytest.mark.compiled_step]
 
 
 def test_train_evaluates_exports_and_a_rerun_reuses_the_finished_run(tmp_path, capsys):

@@ -124,7 +124,7 @@ def test_multi_worker_strategy_matches_one_device(tmp_path):
                 worker.kill()
     for out in outs:
         results = json.loads(out.read_text())
-        _check_same_updates(results, num_replicas=2)
+        _check_same_updates(results, num_replicas=2, names=distributed_runs.MULTI_WORKER_FAMILIES)
         noisy, single = results["VAE"]["real_noise"], results["VAE"]["real_noise_single"]
         assert noisy["seed_state"] == single["seed_state"] and noisy["kl_step"] == STEPS
         np.testing.assert_allclose(noisy["history"]["beta"], single["history"]["beta"])

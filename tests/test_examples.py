@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# What users run, with the steps they get: traced, not eager (tests/conftest.py).
+pytestmark = pytest.mark.compiled_step
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 

@@ -51,6 +51,7 @@ class DecodeSpy:
         monkeypatch.setattr(plotting.ModelView, "decode", spy)
 
 
+@pytest.mark.compiled_step
 def test_write_figures_draws_every_figure_that_applies(model, tmp_path):
     history = {"loss": [3.0, 2.0], "val_loss": [3.5, 2.5]}
     written, skipped = plotting.write_figures(model, tmp_path, X, Y, history=history)

@@ -10,6 +10,9 @@ import pytest
 
 from kerasvae import data, protocol
 
+# What users run, with the steps they get: traced, not eager (tests/conftest.py).
+pytestmark = pytest.mark.compiled_step
+
 PRESET = "vae_gated_mlp"  # the published standard-prior row
 TINY = dict(patience=5, warmup_epochs=2, train_examples=300, validation_examples=500, verbose=0)
 

@@ -57,6 +57,7 @@ def test_bad_names_and_shapes_are_refused_with_the_value():
         zoo.list_presets("nope")
 
 
+@pytest.mark.compiled_step
 @pytest.mark.parametrize("name", preset_cases())
 def test_every_preset_trains_round_trips_and_exports(name, tmp_path):
     model = zoo.build(name, data_shape=SMALL_SHAPE, seed=0)

@@ -84,6 +84,7 @@ def test_kl_schedule_multiplies_gamma_and_free_bits_compose_with_capacity():
         )
 
 
+@pytest.mark.compiled_step
 def test_fit_logs_the_capacity_of_each_step_and_resumes_it_after_saving(tmp_path):
     x = random_images(16)
     model = BetaVAE(*networks(), max_capacity=5.0, capacity_steps=4, gamma=10.0, seed=0)

@@ -91,6 +91,7 @@ def test_sampling_a_chosen_class_decodes_prior_draws_with_its_one_hot():
 
 
 # === The Keras workflow ===
+@pytest.mark.compiled_step
 @pytest.mark.parametrize("network", ["mlp", conv_case()])
 def test_fit_evaluate_predict_with_labels_and_round_trip(network, tmp_path):
     x, y = random_images(32), np.arange(32) % NUM_CLASSES

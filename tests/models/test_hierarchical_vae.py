@@ -205,6 +205,7 @@ def test_encode_and_reconstruct_use_the_deterministic_path():
 
 
 # === Training and the Keras workflow ===
+@pytest.mark.compiled_step
 @pytest.mark.parametrize("prior", PRIORS)
 @pytest.mark.parametrize("builder", ["mlp", conv_case()])
 def test_fit_evaluate_predict(prior, builder):

@@ -297,6 +297,7 @@ def test_standard_estimator_has_no_surrogate_and_dreg_only_in_training():
 
 
 # === Training and the Keras workflow ===
+@pytest.mark.compiled_step
 @pytest.mark.parametrize("estimator", ["standard", "dreg"])
 def test_fit_evaluate_predict(estimator):
     x = random_images(48)
@@ -316,6 +317,7 @@ def test_fit_evaluate_predict(estimator):
     assert tuple(model.sample(2, seed=1).shape) == (2,) + DATA_SHAPE
 
 
+@pytest.mark.compiled_step
 def test_dreg_learns_on_real_fashion_mnist():
     x = data.load_fashion_mnist()[0][0][:1024]
     keras.utils.set_random_seed(0)
@@ -361,6 +363,7 @@ def test_other_bad_arguments_are_refused_with_the_value():
         tiny_iwae().log_importance_weights(random_images(2), num_samples=0)
 
 
+@pytest.mark.compiled_step
 def test_dreg_trains_under_mixed_precision():
     keras.config.set_dtype_policy("mixed_float16")
     x = data.load_fashion_mnist()[0][0][:512]

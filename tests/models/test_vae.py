@@ -27,6 +27,7 @@ def fashion_subset():
 
 
 # === Training and the Keras workflow ===
+@pytest.mark.compiled_step
 def test_fit_on_arrays_and_datasets_reports_the_same_keys():
     x = random_images(64)
     model = compiled(tiny_vae())
@@ -42,6 +43,7 @@ def test_fit_on_arrays_and_datasets_reports_the_same_keys():
     assert model.predict(x[:5], verbose=0).shape == (5,) + DATA_SHAPE
 
 
+@pytest.mark.compiled_step
 def test_loss_goes_down_on_real_fashion_mnist(fashion_subset):
     x_train, x_test = fashion_subset
     keras.utils.set_random_seed(0)
@@ -187,6 +189,7 @@ def test_keras_file_moves_between_backends(direction, tmp_path):
 
 
 # === Mixed precision ===
+@pytest.mark.compiled_step
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_trains_under_mixed_precision(policy, fashion_subset):
     keras.config.set_dtype_policy(policy)

@@ -164,6 +164,7 @@ def test_log_importance_weights_match_numpy():
 
 
 # === Training and the Keras workflow ===
+@pytest.mark.compiled_step
 @pytest.mark.parametrize("networks_kind", ["gated_mlp", conv_case()])
 def test_fit_evaluate_predict(networks_kind):
     if networks_kind == "conv":
