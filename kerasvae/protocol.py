@@ -291,6 +291,11 @@ def train(
         "validation_examples": len(x_val),
     }
     start = time.time()
+    # Each finished epoch's wall time, over every session of the run. The
+    # total below also counts time the run sat paused or shared the machine;
+    # the median epoch is what an epoch costs.
+    epoch_seconds = list(previous.get("epoch_seconds", []))
+    epoch_start = [start]
 
     def write_state():
         rows = _history_rows(history_path)
@@ -302,13 +307,21 @@ def train(
             # Summed over the sessions that trained this run, written every
             # epoch so that a killed session's time is kept.
             "train_seconds": round(previous.get("train_seconds", 0.0) + time.time() - start, 1),
+            "epoch_seconds": epoch_seconds,
             "backend": keras.backend.backend(),
             "hardware": _hardware(),
         }
         atomic_write_text(state_path, json.dumps(state, indent=2))
 
+    def epoch_begin(epoch, logs):
+        epoch_start[0] = time.time()
+
+    def epoch_end(epoch, logs):
+        epoch_seconds.append(round(time.time() - epoch_start[0], 1))
+        write_state()
+
     # After the CSV logger, so that the state counts the epoch just logged.
-    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: write_state()))
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_begin=epoch_begin, on_epoch_end=epoch_end))
     model.fit(
         train_ds,
         epochs=max_epochs,

@@ -104,3 +104,7 @@ def test_a_card_behind_its_row_says_why_and_what_more_epochs_cost(epochs_run, be
     # 36 s an epoch: 100 more epochs are one hour.
     assert "An epoch took 36 s here (a test machine, Keras on jax), so 100 more take 1.0 hours" in text
     assert f"--max-epochs {limit + 100}` continues this run" in text
+    # Where the run recorded its epochs, their median is the cost: the
+    # total also counts the run's pauses.
+    paused = dict(config, train_seconds=10 * config["train_seconds"], median_epoch_seconds=72.0)
+    assert "An epoch took 72 s here" in pretrained._what_would_close_the_gap(1.5, 0.75, paused)

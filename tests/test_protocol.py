@@ -60,6 +60,10 @@ def test_a_finished_run_continues_with_a_larger_max_epochs(run):
     last = state(folder)
     assert last["epochs_run"] == 3 and last["max_epochs"] == 3
     assert last["train_seconds"] > first["train_seconds"]
+    # Each epoch's time, carried over the restart: the first session's, then two more.
+    assert len(first["epoch_seconds"]) == 1 and len(last["epoch_seconds"]) == 3
+    assert last["epoch_seconds"][:1] == first["epoch_seconds"]
+    assert all(0 < seconds <= last["train_seconds"] for seconds in last["epoch_seconds"])
     assert last["train_examples"] == 300 and last["validation_examples"] == 500
     with open(os.path.join(folder, "history.csv")) as f:
         epochs = [int(line.split(",")[0]) for line in f.readlines()[1:]]
@@ -103,6 +107,7 @@ def test_published_entry_has_every_signature_and_a_card_beside_the_published_row
     assert set(export.SIGNATURE_NAMES) <= set(served.signatures)
     record = pretrained.pretrained_metrics("tiny_binarized")
     assert record["protocol"]["binarized"] is True and record["run_config"]["epochs_run"] == 3
+    assert record["run_config"]["median_epoch_seconds"] == sorted(state(folder)["epoch_seconds"])[1]
     with open(card) as f:
         text = f.read()
     assert text == pretrained.model_card("tiny_binarized")
