@@ -343,7 +343,7 @@ def _binarized_model_card(name, record):
     if "median_epoch_seconds" in config:
         timing = (
             f"{hours:.1f} hours of wall time on {config['hardware']}, Keras on {config['backend']}, "
-            f"counting the pauses while other work had the machine; the median epoch took "
+            f"including any time the run sat paused or shared the machine; the median epoch took "
             f"{config['median_epoch_seconds']:.0f} s"
         )
     beta = preset.model_kwargs.get("beta", 1.0)
