@@ -295,7 +295,7 @@ def train(
     # total below also counts time the run sat paused or shared the machine;
     # the median epoch is what an epoch costs.
     epoch_seconds = list(previous.get("epoch_seconds", []))
-    epoch_start = [start]
+    epoch_start = start
 
     def write_state():
         rows = _history_rows(history_path)
@@ -314,10 +314,11 @@ def train(
         atomic_write_text(state_path, json.dumps(state, indent=2))
 
     def epoch_begin(epoch, logs):
-        epoch_start[0] = time.time()
+        nonlocal epoch_start
+        epoch_start = time.time()
 
     def epoch_end(epoch, logs):
-        epoch_seconds.append(round(time.time() - epoch_start[0], 1))
+        epoch_seconds.append(round(time.time() - epoch_start, 1))
         write_state()
 
     # After the CSV logger, so that the state counts the epoch just logged.
