@@ -7,19 +7,59 @@ from kerasvae import divergences
 from kerasvae.layers.pseudo_inputs import PseudoInputs
 from kerasvae.models.vae import VAE, check_positive_int, to_float32
 
+EXACT_COMPONENTS = 4
+
 
 def mixture_log_prob(z, means, log_vars):
     """log of the equal-weight mixture `1/C sum_c N(z; means_c, diag(exp(log_vars_c)))`.
 
     `z` has any leading axes and the latent axis last; `means` and `log_vars`
-    are `(C, latent_dim)`. Vectorized over the components (one broadcast, no
-    loop over C) and summed with log-sum-exp. Returns `z.shape[:-1]`.
+    are `(C, latent_dim)`. Returns `z.shape[:-1]`.
+
+    Each component's quadratic form is expanded,
+
+    ```
+    sum_d (z_d - m_cd)^2 / v_cd = z^2 . (1/v_c) - 2 z . (m_c / v_c) + m_c^2 . (1/v_c),
+    ```
+
+    so that all C of them come from two matrix products instead of a
+    `(..., C, latent_dim)` broadcast. With 500 components that is several
+    times faster here on both backends (`benchmarks/vampprior_mixture.py`),
+    and it is most of the time of a VampPrior model's K = 5000 evaluation.
+
+    The expansion cancels in float32 where a variance is small, by about
+    `eps * |z - m| ** 2 / v`: 0.03 nats at log-variances near -8. Small
+    variances also make the sum rest on the few nearest components, so the
+    `EXACT_COMPONENTS` largest terms are recomputed in the direct form and
+    swapped in; the result then matches float64 to float32's precision.
+    Inputs are centred on the components' mean first, which keeps the
+    expanded terms small.
     """
-    num_components = means.shape[0]
-    log_components = divergences.diagonal_normal_log_prob(
-        ops.expand_dims(z, -2), means, log_vars
+    num_components, latent_dim = means.shape
+    center = ops.mean(means, axis=0)
+    z, means = z - center, means - center
+    precisions = ops.exp(-log_vars)
+    quadratic = (
+        ops.matmul(ops.square(z), ops.transpose(precisions))
+        - 2.0 * ops.matmul(z, ops.transpose(means * precisions))
+        + ops.sum(ops.square(means) * precisions, axis=-1)
     )  # (..., C)
-    return ops.logsumexp(log_components, axis=-1) - math.log(num_components)
+    # A sum of squares: rounding must not make it negative where z meets a mean.
+    quadratic = ops.maximum(quadratic, 0.0)
+    log_normalizers = -0.5 * (ops.sum(log_vars, axis=-1) + latent_dim * divergences.LOG_2PI)
+    log_components = log_normalizers - 0.5 * quadratic  # (..., C)
+    # The leading components, which carry the sum, again in the direct form;
+    # their expanded terms are swapped for the direct ones inside the sum.
+    expanded, top = ops.top_k(log_components, k=min(EXACT_COMPONENTS, num_components))
+    direct = divergences.diagonal_normal_log_prob(
+        ops.expand_dims(z, -2), ops.take(means, top, axis=0), ops.take(log_vars, top, axis=0)
+    )  # (..., k)
+    shift = ops.stop_gradient(ops.max(direct, axis=-1, keepdims=True))
+    total = (
+        ops.sum(ops.exp(log_components - shift), axis=-1)
+        + ops.sum(ops.exp(direct - shift) - ops.exp(expanded - shift), axis=-1)
+    )
+    return ops.squeeze(shift, -1) + ops.log(total) - math.log(num_components)
 
 
 def mixture_sample(normal, uniform, means, log_vars):
