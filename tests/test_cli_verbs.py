@@ -237,7 +237,7 @@ def test_train_defaults_to_the_fastest_backend_of_its_preset():
     assert _startup.TRAIN_PRESET == cli._parser().parse_args(["train"]).preset
     for argv, expected in (
         (["train"], "jax"),  # the default preset, a dense VAE
-        (["train", "--preset", "vampprior_mlp"], "tensorflow"),
+        (["train", "--preset", "vampprior_mlp"], "jax"),
         (["--verbose", "train", "--preset=hvae_mlp"], "jax"),
         (["train", "--preset", "conv_fashion_mnist"], "tensorflow"),  # convolutions
         (["train", "--preset", "iwae_dreg_mlp"], "tensorflow"),  # not measured
