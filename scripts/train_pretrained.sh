@@ -4,7 +4,7 @@
 #
 # 1. Binarized Fashion-MNIST under the standard protocol (kerasvae/protocol.py):
 #    trained on Keras/JAX (the dense families train about twice as fast there),
-#    evaluated with K = 5000 on Keras/TensorFlow (1.6x faster than JAX there,
+#    evaluated with K = 5000 on Keras/TensorFlow (about 1.7x faster than JAX there,
 #    benchmarks/RESULTS.md), exported from Keras/TensorFlow as <preset>_binarized.
 # 2. The grey-level plain VAEs (Bernoulli on grey levels; not comparable with
 #    published binarized results), trained by `kerasvae train`.
@@ -17,9 +17,9 @@ which=${1:-all}
 shift || true
 # The epochs each shipped binarized model was trained for (early stopping may
 # end a run sooner); MAX_EPOCHS overrides them all, e.g. to continue a run.
-declare -A EPOCHS=([vae_gated_mlp]=300 [beta_vae_mlp]=200 [cvae_mlp]=200 [iwae_mlp]=200 [vampprior_mlp]=200)
+declare -A EPOCHS=([vae_gated_mlp]=300 [beta_vae_mlp]=200 [cvae_mlp]=200 [iwae_mlp]=200 [vampprior_mlp]=200 [hvae_mlp]=350)
 if [ "$which" = all ] || [ "$which" = binarized ]; then
-  presets=${*:-"vae_gated_mlp beta_vae_mlp cvae_mlp iwae_mlp vampprior_mlp"}
+  presets=${*:-"vae_gated_mlp beta_vae_mlp cvae_mlp iwae_mlp vampprior_mlp hvae_mlp"}
   for preset in $presets; do
     run="runs/protocol/$preset"
     KERAS_BACKEND=jax .venv/bin/python -m kerasvae.protocol train "$preset" "$run" \
