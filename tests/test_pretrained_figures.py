@@ -141,6 +141,12 @@ def diagonal_kl(mean0, log_var0, mean1, log_var1):
     )
 
 
+def log_mean_exp(a, axis):
+    """log mean exp(a) along `axis`, shifted by the maximum so that nothing overflows."""
+    top = a.max(axis=axis, keepdims=True)
+    return np.squeeze(top, axis) + np.log(np.mean(np.exp(a - top), axis=axis))
+
+
 def vampprior_log_prob(model, z, rows=20_000):
     """log of the equal-weight mixture of q(z | u_c) at the model's pseudo-inputs.
 
@@ -157,9 +163,8 @@ def vampprior_log_prob(model, z, rows=20_000):
     for start in range(0, len(flat), rows):
         chunk = flat[start : start + rows]
         components = constant - 0.5 * (chunk**2 @ precisions.T) + chunk @ (means * precisions).T
-        top = components.max(axis=-1, keepdims=True)
-        out[start : start + rows] = top[:, 0] + np.log(np.sum(np.exp(components - top), axis=-1))
-    return out.reshape(z.shape[:-1]) - math.log(len(means))
+        out[start : start + rows] = log_mean_exp(components, axis=-1)
+    return out.reshape(z.shape[:-1])
 
 
 def network(net, inputs):
@@ -373,9 +378,7 @@ def log_mean_weights(model, x, labels, num_samples, rng, batch_size=50):
     out = []
     for start in range(0, len(x), batch_size):
         batch = slice(start, start + batch_size)
-        log_w = log_weights(model, x[batch], labels[batch], num_samples, rng)
-        top = log_w.max(axis=0)
-        out.append(top + np.log(np.mean(np.exp(log_w - top), axis=0)))
+        out.append(log_mean_exp(log_weights(model, x[batch], labels[batch], num_samples, rng), axis=0))
     return np.concatenate(out)
 
 
@@ -387,8 +390,7 @@ def gaps(model, x, labels, num_samples, seed, batch_size=50):
     for start in range(0, len(x), batch_size):
         batch = slice(start, start + batch_size)
         log_w = log_weights(model, x[batch], labels[batch], num_samples, rng)
-        top = log_w.max(axis=0)
-        gap.append(top + np.log(np.mean(np.exp(log_w - top), axis=0)) - log_w.mean(axis=0))
+        gap.append(log_mean_exp(log_w, axis=0) - log_w.mean(axis=0))
         spread.append(log_w.var(axis=0, ddof=1))
     return np.concatenate(gap), np.concatenate(spread)
 
