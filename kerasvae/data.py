@@ -176,4 +176,12 @@ def make_dataset(x, batch_size=128, shuffle=True, dynamic_binarization=False, se
             ds = tf.data.Dataset.zip((ds, seeds)).map(
                 lambda batch, s: (draw(batch[0], s), batch[1]), num_parallel_calls=tf.data.AUTOTUNE
             )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # tf.data's autotuning runs a model thread per iterator, and in TF 2.21
+    # deleting the iterator (Keras makes a new one each epoch) waits until that
+    # thread's timed sleep ends: a fully idle pause of up to several seconds
+    # at the end of some epochs (benchmarks/RESULTS.md, "tf.data autotuning").
+    # Without it the AUTOTUNE values above fall back to tf.data's static
+    # defaults; the elements are the same.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

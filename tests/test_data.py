@@ -76,3 +76,20 @@ def test_make_dataset_keeps_labels_paired_with_their_images_under_binarization()
     assert seen == 40
     with pytest.raises(ValueError, match=r"labels of shape \(3,\)"):
         data.make_dataset(x, 8, labels=np.zeros(3))
+
+
+def test_make_dataset_turns_autotuning_off_and_yields_the_same_batches():
+    # Deleting an autotuned iterator stalls for up to seconds in TF 2.21, once
+    # an epoch (benchmarks/tfdata_autotune.py); the option must not change the data.
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((50, 4, 4, 1), dtype=np.float32)
+    ds = data.make_dataset(x, 8, shuffle=True, dynamic_binarization=True, seed=5)
+    assert ds.options().autotune.enabled is False
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    autotuned = data.make_dataset(x, 8, shuffle=True, dynamic_binarization=True, seed=5).with_options(options)
+    assert autotuned.options().autotune.enabled is True
+    for epoch in range(2):
+        for ours, theirs in zip(ds, autotuned, strict=True):
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
