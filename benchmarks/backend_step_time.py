@@ -2,7 +2,10 @@
 
 Each backend runs in its own process (a Keras backend is fixed at import).
 The baseline is Keras on TensorFlow, the default. Prints ms per step (batch
-128, Adam, after a warm-up epoch) side by side, and the ratio.
+128, Adam, after a warm-up epoch) side by side, and the ratio. Both backends
+read the batches from `kerasvae.data.make_dataset` (since 2026-11-29; before,
+NumPy arrays, whose autotuned pipeline on TensorFlow could add a stall of
+seconds to the timed epoch).
 
     .venv/bin/python benchmarks/backend_step_time.py [--presets mlp_fashion_mnist ...] [--steps 100]
 """
@@ -16,17 +19,22 @@ import sys
 CHILD = r"""
 import json, sys, time
 import numpy as np, keras
-from kerasvae import zoo
+from kerasvae import data, zoo
 preset, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 x = np.random.default_rng(0).random((steps * batch, 28, 28, 1), dtype=np.float32)
 model = zoo.build(preset, seed=0)
 # A conditional model trains on (x, labels).
 y = np.arange(len(x)) % model.num_classes if model.num_classes else None
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
-warm = slice(0, 10 * batch)
-model.fit(x[warm], None if y is None else y[warm], epochs=1, batch_size=batch, verbose=0)  # compile
+# Input through make_dataset on both backends: Keras's own pipeline for NumPy
+# input on TensorFlow is autotuned tf.data, whose iterator can stall for
+# seconds when deleted at the end of the epoch (benchmarks/tfdata_autotune.py).
+def batches(n):
+    return data.make_dataset(x[:n], batch, shuffle=False, labels=None if y is None else y[:n])
+model.fit(batches(10 * batch), epochs=1, verbose=0)  # compile
+train = batches(len(x))
 start = time.perf_counter()
-model.fit(x, y, epochs=1, batch_size=batch, verbose=0, shuffle=False)
+model.fit(train, epochs=1, verbose=0)
 print(json.dumps({"ms_per_step": 1000 * (time.perf_counter() - start) / steps}))
 """
 

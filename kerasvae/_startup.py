@@ -31,10 +31,12 @@ BACKENDS = ("tensorflow", "jax")
 # The backend that trains each zoo preset fastest on the 2-core CPU machine,
 # measured with benchmarks/backend_step_time.py (benchmarks/RESULTS.md and the
 # README's Benchmarks section). `kerasvae train` uses it unless `--backend` or
-# KERAS_BACKEND says otherwise. Every dense network trains faster on JAX (the
-# binarized families' ratios are medians of two runs on 2026-11-29); every
-# preset with convolutions stays on TensorFlow (XLA's CPU convolutions were
-# 4-7x slower on `conv_fashion_mnist`), as do presets not measured.
+# KERAS_BACKEND says otherwise. Dense networks train faster on JAX or as fast
+# (two runs on 2026-11-29 with stall-free input: JAX 1.2-1.4x for the gated
+# VAE, VampPrior and HVAE, a tie within the noise for beta, conditional and
+# IWAE); every preset with convolutions stays on TensorFlow (XLA's CPU
+# convolutions were 4-7x slower on `conv_fashion_mnist`), as do presets not
+# measured.
 chosen_backend = None  # set by `prepare` when it picked the backend itself
 TRAIN_PRESET = "mlp_fashion_mnist"  # `kerasvae train`'s default preset
 FASTEST_TRAINING_BACKEND = {
