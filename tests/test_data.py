@@ -79,8 +79,9 @@ def test_make_dataset_keeps_labels_paired_with_their_images_under_binarization()
 
 
 def test_make_dataset_turns_autotuning_off_and_yields_the_same_batches():
-    # Deleting an autotuned iterator stalls for up to seconds in TF 2.21, once
-    # an epoch (benchmarks/tfdata_autotune.py); the option must not change the data.
+    # Deleting an autotuned iterator can stall for seconds in TF 2.21, at the
+    # end of some epochs (benchmarks/tfdata_autotune.py); the option must not
+    # change the data.
     import tensorflow as tf
 
     x = np.random.default_rng(0).random((50, 4, 4, 1), dtype=np.float32)
@@ -90,6 +91,6 @@ def test_make_dataset_turns_autotuning_off_and_yields_the_same_batches():
     options.autotune.enabled = True
     autotuned = data.make_dataset(x, 8, shuffle=True, dynamic_binarization=True, seed=5).with_options(options)
     assert autotuned.options().autotune.enabled is True
-    for epoch in range(2):
+    for _ in range(2):  # two epochs: a reshuffle and a fresh binarization each
         for ours, theirs in zip(ds, autotuned, strict=True):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
