@@ -12,7 +12,7 @@ result (compared with the Keras model) or an error naming what was received.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests import families
@@ -155,7 +155,12 @@ def test_decode_and_prior_log_prob_check_the_latent_width(exports, name, n, widt
 
 @pytest.mark.parametrize("name", [f for f in FAMILIES if f == "ConditionalVAE"])
 @small(12)
-@given(n=st.integers(1, 4), extra_labels=st.integers(-1, 2), bad_value=st.sampled_from([None, -1, 3, 99]))
+@given(n=st.integers(1, 4), extra_labels=st.integers(-1, 2), bad_value=st.sampled_from([None, -1, 2, 3, 99]))
+# The edges of [0, num_classes) every run, not by chance (a mutation run found
+# `label <= num_classes` passing: one_hot(num_classes) is a silent all-zero code).
+@example(n=1, extra_labels=0, bad_value=families.NUM_CLASSES)
+@example(n=2, extra_labels=0, bad_value=families.NUM_CLASSES - 1)
+@example(n=2, extra_labels=0, bad_value=-1)
 def test_conditional_signatures_name_wrong_label_counts_and_values(exports, name, n, extra_labels, bad_value):
     import tensorflow as tf
 
