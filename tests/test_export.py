@@ -125,6 +125,16 @@ def test_sample_seeded_is_safe_under_concurrent_requests(exported):
 
 
 # === Bad input to the signatures ===
+def test_num_samples_at_the_edges_of_the_range_is_served(exported):
+    # A mutation run found `num_samples >= 1` and `<= MAX_NUM_SAMPLES` each
+    # tightenable by one with no test failing.
+    _, _, loaded = exported
+    for good in (1, export.MAX_NUM_SAMPLES):
+        for name, extra in (("sample", {}), ("sample_seeded", {"seed": tf.constant(1, tf.int64)})):
+            outputs = loaded.signatures[name](num_samples=tf.constant(good), **extra)
+            assert all(v.shape[0] == good for v in outputs.values()), (name, good)
+
+
 def test_num_samples_out_of_range_is_refused(exported):
     _, _, loaded = exported
     for bad in (0, -3, export.MAX_NUM_SAMPLES + 1, 2**31 - 1):
