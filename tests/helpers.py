@@ -11,7 +11,9 @@ DATA_SHAPE = (28, 28, 1)
 
 def tiny_vae(latent_dim=3, covariance="diagonal", likelihood="bernoulli", seed=0, **kwargs):
     """A VAE small enough for a test: 28x28x1 -> 32 -> latent_dim."""
-    num_outputs = 2 if getattr(kerasvae.likelihoods.get(likelihood), "learn_variance", False) else 1
+    chosen = kerasvae.likelihoods.get(likelihood)
+    two = getattr(chosen, "learn_variance", False) or isinstance(chosen, kerasvae.likelihoods.DiscretizedLogistic)
+    num_outputs = 2 if two else 1
     encoder = kerasvae.networks.build_mlp_encoder(
         DATA_SHAPE, latent_dim, hidden_units=(32,), covariance=covariance
     )
@@ -112,3 +114,56 @@ def preset_cases():
         conv_variant = preset.network == "conv" and preset.family != "vae"
         cases.append(conv_case(name) if conv_variant else name)
     return cases
+
+
+def assert_signatures_match_the_keras_model(model, loaded, x, labels=None, rtol=1e-5, atol=1e-5, seed=11):
+    """Every output of every served signature of `loaded` (an export of
+    `model`) equals what the Keras model computes eagerly from the same input.
+
+    `sample_seeded`'s draw is recomputed from its documented noise: a
+    standard normal under the stateless key `[seed, 0]` and, for a mixture
+    prior, a uniform under `[seed, 1]`, mapped by `latent_from_noise`.
+    """
+    import tensorflow as tf
+
+    n = len(x)
+
+    def close(served, expected, what):
+        served, expected = np.asarray(served), to_numpy(expected).astype("float32")
+        assert served.dtype == np.float32, (what, served.dtype)
+        np.testing.assert_allclose(served, expected, rtol=rtol, atol=atol, err_msg=what)
+
+    def check(signature, feeds, expected):
+        served = loaded.signatures[signature](**feeds)
+        assert set(served) == set(expected), (signature, sorted(served), sorted(expected))
+        for key, value in expected.items():
+            close(served[key], value, f"{signature}/{key}")
+
+    labelled = {} if labels is None else {"label": tf.constant(labels, tf.int64)}
+    with_label = {} if labels is None else {"labels": labels}
+    feeds = {"x": tf.constant(x), **labelled}
+    # The posterior through the public `encode`; a two-level model also
+    # serves each level's parameters (`encode_outputs`).
+    mean, second = model.encode(x, **with_label)
+    second_name = "z_log_var" if model.covariance == "diagonal" else "scale_tril"
+    expected = dict(model.encode_outputs(x, **with_label))
+    for key, value in (("z_mean", mean), (second_name, second)):
+        np.testing.assert_allclose(to_numpy(expected[key]), to_numpy(value), rtol=rtol, atol=atol)
+    check("encode", feeds, expected)
+    reconstruction = model.reconstruct(x, **with_label)
+    check("reconstruct", feeds, {"reconstruction": reconstruction})
+    check("serving_default", feeds, {"reconstruction": reconstruction})
+    check("elbo", feeds, dict(model.negative_elbo(x, **with_label)))
+    z = np.random.default_rng(seed).normal(size=(n, model.latent_dim)).astype("float32")
+    check("decode", {"z": tf.constant(z), **labelled}, dict(model.decode_outputs(z, **with_label)))
+    check("prior_log_prob", {"z": tf.constant(z)}, {"log_prob": model.prior_log_prob(z)})
+    normal_dim, uniform_dim = model.prior_noise_dims
+    normal = tf.random.stateless_normal((n, normal_dim), seed=[seed, 0])
+    uniform = tf.random.stateless_uniform((n, uniform_dim), seed=[seed, 1]) if uniform_dim else None
+    drawn = model.latent_from_noise(normal, uniform)
+    count = {"label": labelled["label"]} if labels is not None else {"num_samples": tf.constant(n)}
+    check(
+        "sample_seeded",
+        {**count, "seed": tf.constant(seed, tf.int64)},
+        {"z": drawn, "samples": model.decode(drawn, **with_label)},
+    )

@@ -49,11 +49,29 @@ def assert_independent(a, b, levels=LEVELS, z=5.0):
     assert abs(agree - expected) < z * stderr, (agree, expected, stderr)
 
 
+def assert_pixels_independent(draws, levels=LEVELS, z=5.0):
+    """Within each image, neighbouring grey levels are drawn independently.
+
+    One uniform per image (or per row) instead of one per pixel keeps every
+    pixel's frequency, but then pixels at levels 7/15 and 8/15 agree unless the
+    shared draw falls between them: 14/15 of the time, against about one half
+    for independent draws.
+    """
+    draws = np.asarray(draws).reshape(len(draws), -1)
+    p, q = levels[:-1], levels[1:]
+    # Per image: the fraction of neighbouring pairs that agree; i.i.d. over images.
+    agree = (draws[:, :-1] == draws[:, 1:]).mean(axis=1)
+    expected = np.mean(p * q + (1 - p) * (1 - q))
+    stderr = agree.std(ddof=1) / math.sqrt(len(agree))
+    assert abs(agree.mean() - expected) < z * stderr, (agree.mean(), expected, stderr)
+
+
 # === binarize (NumPy) ===
 def test_binarize_frequencies_match_the_grey_levels():
     draws = data.binarize(grey_images(4000), seed=0)
     assert draws.dtype == np.float32 and draws.shape == (4000,) + SHAPE
     assert_frequencies_match(draws)
+    assert_pixels_independent(draws)
 
 
 def test_binarize_repeats_for_a_seed_and_differs_between_seeds():
@@ -79,6 +97,7 @@ def test_dataset_frequencies_match_the_grey_levels():
     ds = data.make_dataset(grey_images(64), batch_size=16, shuffle=False, dynamic_binarization=True, seed=0)
     draws = np.concatenate(epochs_of(ds, 40))  # 2,560 draws of every pixel
     assert_frequencies_match(draws)
+    assert_pixels_independent(draws)
 
 
 def test_dataset_draws_anew_every_epoch_and_every_batch():

@@ -12,8 +12,9 @@ import pytest
 import keras
 import tensorflow as tf
 
+import kerasvae
 from kerasvae import cli, export, zoo
-from tests.helpers import DATA_SHAPE, random_images, tiny_vae
+from tests.helpers import DATA_SHAPE, assert_signatures_match_the_keras_model, random_images, tiny_vae
 
 pytestmark = pytest.mark.requires_tensorflow
 
@@ -52,6 +53,40 @@ def test_deterministic_signatures_match_the_keras_model(exported):
     for name in ("reconstruct", "serving_default"):
         out = loaded.signatures[name](x=tf.constant(x))["reconstruction"]
         np.testing.assert_allclose(out, model.predict(x, verbose=0), atol=1e-6)
+
+
+LEARNED_VARIANCE = kerasvae.Gaussian(learn_variance=True)
+
+
+@pytest.mark.parametrize(
+    "likelihood,covariance,policy,rtol",
+    [
+        # float32: the graph and eager Keras differ by rounding only.
+        pytest.param("bernoulli", "full", "float32", 1e-5, id="bernoulli-full"),
+        pytest.param("gaussian", "diagonal", "float32", 1e-5, id="gaussian"),
+        pytest.param(LEARNED_VARIANCE, "full", "float32", 1e-5, id="gaussian_learned_variance-full"),
+        pytest.param("discretized_logistic", "diagonal", "float32", 1e-5, id="discretized_logistic"),
+        # Mixed precision: the layers compute in 16 bits. Here graph and eager
+        # agree exactly (measured), but a fused kernel may round differently:
+        # two ulps of float16 (2 x 2^-10) and of bfloat16 (2 x 2^-7); the
+        # signatures still return float32.
+        pytest.param("bernoulli", "diagonal", "mixed_float16", 2e-3, id="bernoulli-float16"),
+        pytest.param(LEARNED_VARIANCE, "diagonal", "mixed_bfloat16", 1.6e-2, id="gaussian_learned_variance-bfloat16"),
+        pytest.param("discretized_logistic", "full", "mixed_float16", 2e-3, id="discretized_logistic-full-float16"),
+    ],
+)
+def test_every_output_matches_the_keras_model_for_each_likelihood_and_precision(
+    likelihood, covariance, policy, rtol, tmp_path
+):
+    keras.config.set_dtype_policy(policy)  # restored by conftest
+    keras.utils.set_random_seed(5)
+    model = tiny_vae(latent_dim=3, covariance=covariance, likelihood=likelihood)
+    assert model.encoder.layers[-1].compute_dtype == ("float32" if policy == "float32" else policy[6:])
+    x = random_images(4, seed=6)
+    if isinstance(model.likelihood, kerasvae.likelihoods.DiscretizedLogistic):
+        x = np.round(x * 255) / 255  # 8-bit pixels, as the likelihood requires
+    loaded = tf.saved_model.load(export.export_saved_model(model, str(tmp_path / "m")))
+    assert_signatures_match_the_keras_model(model, loaded, x, rtol=rtol, atol=rtol)
 
 
 def test_elbo_signature_is_the_per_example_negative_elbo(exported):
@@ -284,12 +319,20 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(path):
         raise ValueError("simulated failure while verifying")
 
+    with open(os.path.join(base, "1", "saved_model.pb"), "rb") as f:
+        graph = f.read()
+    metadata = export.load_metadata(os.path.join(base, "1"))
     monkeypatch.setattr(export, "verify_saved_model", broken)
+    model.beta = 5.0  # a different model, so that a replaced version 1 would show
     with pytest.raises(ValueError, match="simulated"):
         export.export_saved_model(model, base)
     with pytest.raises(ValueError, match="simulated"):
         export.export_saved_model(model, base, version=1, overwrite=True)
     assert os.listdir(base) == ["1"] and os.listdir(os.path.join(base, "1")) == before
+    # Version 1 is the first export, byte for byte, not the failed overwrite.
+    assert export.load_metadata(os.path.join(base, "1")) == metadata and metadata["beta"] == 1.0
+    with open(os.path.join(base, "1", "saved_model.pb"), "rb") as f:
+        assert f.read() == graph
 
 
 def test_loading_a_missing_or_corrupt_export_says_what_is_wrong(tmp_path, exported):
