@@ -38,13 +38,21 @@ def test_keras_file_reproduces_the_reported_test_loss(name, test_set):
     model = pretrained.load_pretrained_keras(name)
     reported = pretrained.pretrained_metrics(name)["test"]
     x, y = test_set
-    measured = model.evaluate(x, y if conditional(model) else None, batch_size=500, verbose=0, return_dict=True)
-    # 2,000 of the 10,000 test images: the subset mean moves by a few nats.
-    assert abs(measured["reconstruction_loss"] - reported["reconstruction_loss"]) < 6.0
-    assert abs(measured["kl_loss"] - reported["kl_loss"]) < 2.0
+    # Keras's own evaluation path (test_step), batch by batch: 20 batches of
+    # 100 of the 2,000 images give the figures' standard errors on this slice
+    # (tests/test_pretrained_figures.py re-measures them image by image).
+    batches = [
+        model.test_on_batch(x[i : i + 100], y[i : i + 100] if conditional(model) else None, return_dict=True)
+        for i in range(0, len(x), 100)
+    ]
+    for key in ("reconstruction_loss", "kl_loss"):
+        values = np.array([b[key] for b in batches])
+        stderr = values.std(ddof=1) / np.sqrt(len(values))
+        # 4.5 standard errors: a false alarm below 1e-5 per figure.
+        assert abs(values.mean() - reported[key]) < 4.5 * stderr, (key, values.mean(), reported[key], stderr)
     # A trained model, not an untrained one (which scores ~545 nats); a
     # beta-VAE gives up some ELBO for its beta, hence the margin.
-    assert reported["negative_elbo"] < 300
+    assert np.mean([b["reconstruction_loss"] + b["kl_loss"] for b in batches]) < 300
 
 
 @pytest.mark.requires_tensorflow
