@@ -286,9 +286,17 @@ def _what_would_close_the_gap(gap, stderr, config):
     elif epochs_run == limit:
         why = f"The run stopped at its epoch limit ({limit}); its best epoch was {best}"
     else:
-        why = (
-            f"Early stopping ended the run at epoch {epochs_run}, {config['patience']} epochs after "
-            f"its best ({best})"
+        # Stopped by the published rule itself: more epochs of this run would
+        # end the same way (the early stopping resumes from the history).
+        hours = _seconds_per_epoch(config) * epochs_run / 3600
+        return (
+            f"The gap is {gap / stderr:.1f} standard errors of the estimate. Early stopping ended "
+            f"the run at epoch {epochs_run}, {config['patience']} epochs after its best ({best}), "
+            f"by the published setup's own rule (up to 2000 epochs, stopping after "
+            f"{config['patience']} without a better validation ELBO), so a larger --max-epochs "
+            f"would stop it again after one epoch that does not improve on it. What is left is the spread between training runs and the "
+            f"estimate's noise: another seed is a new run of about {hours:.1f} hours here "
+            f"({config['hardware']}, Keras on {config['backend']})."
         )
     seconds_per_epoch = _seconds_per_epoch(config)
     return (

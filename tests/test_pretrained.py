@@ -93,7 +93,6 @@ def test_unknown_names_and_versions_are_refused():
     [
         (300, 300, 300, "stopped at its epoch limit (300) with the validation figure still improving"),
         (300, 280, 300, "stopped at its epoch limit (300); its best epoch was 280"),
-        (250, 200, 400, "Early stopping ended the run at epoch 250, 50 epochs after its best (200)"),
     ],
 )
 def test_a_card_behind_its_row_says_why_and_what_more_epochs_cost(epochs_run, best, limit, why):
@@ -116,3 +115,22 @@ def test_a_card_behind_its_row_says_why_and_what_more_epochs_cost(epochs_run, be
     # total also counts the run's pauses.
     paused = dict(config, train_seconds=10 * config["train_seconds"], median_epoch_seconds=72.0)
     assert "An epoch took 72 s here" in pretrained._what_would_close_the_gap(1.5, 0.75, paused)
+
+
+def test_a_card_stopped_early_says_more_epochs_would_not_help():
+    config = {
+        "epochs_run": 250,
+        "epochs": 200,
+        "max_epochs": 400,
+        "patience": 50,
+        "train_seconds": 36.0 * 250,
+        "median_epoch_seconds": 36.0,
+        "hardware": "a test machine",
+        "backend": "jax",
+    }
+    text = pretrained._what_would_close_the_gap(1.5, 0.75, config)
+    assert "The gap is 2.0 standard errors" in text
+    assert "Early stopping ended the run at epoch 250, 50 epochs after its best (200)" in text
+    assert "a larger --max-epochs would stop it again" in text and "--max-epochs 500" not in text
+    # A new run costs the run's own epochs: 250 of 36 s are 2.5 hours.
+    assert "a new run of about 2.5 hours here (a test machine, Keras on jax)" in text
