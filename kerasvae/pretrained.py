@@ -294,8 +294,9 @@ def _what_would_close_the_gap(gap, stderr, config):
             f"the run at epoch {epochs_run}, {config['patience']} epochs after its best ({best}), "
             f"by the published setup's own rule (up to 2000 epochs, stopping after "
             f"{config['patience']} without a better validation ELBO), so a larger --max-epochs "
-            f"would stop it again after one epoch that does not improve on it. What is left is the spread between training runs and the "
-            f"estimate's noise: another seed is a new run of about {hours:.1f} hours here "
+            f"would stop it again after one epoch that does not improve on it. What is left is "
+            f"the spread between training runs and the estimate's noise: another seed is a new "
+            f"run of about {hours:.1f} hours here "
             f"({config['hardware']}, Keras on {config['backend']})."
         )
     seconds_per_epoch = _seconds_per_epoch(config)
