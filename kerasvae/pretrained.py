@@ -278,35 +278,34 @@ def _what_would_close_the_gap(gap, stderr, config):
     """Why a model is behind its published row, and what more training costs
     here, from its own run's record."""
     epochs_run, best, limit = config["epochs_run"], config["epochs"], config["max_epochs"]
-    if best == epochs_run and epochs_run == limit:
+    patience = config["patience"]
+    seconds_per_epoch = _seconds_per_epoch(config)
+    noise = f"The gap is {gap / stderr:.1f} standard errors of the estimate."
+    machine = f"{config['hardware']}, Keras on {config['backend']}"
+    if epochs_run < limit:
+        # Stopped by the published rule itself: more epochs of this run would
+        # end the same way (the early stopping resumes from the history).
+        return (
+            f"{noise} Early stopping ended the run at epoch {epochs_run}, {patience} epochs after "
+            f"its best ({best}), by the published setup's own rule (up to 2000 epochs, stopping "
+            f"after {patience} without a better validation ELBO), so a larger --max-epochs would "
+            f"stop it again after one epoch that does not improve on it. What is left is the "
+            f"spread between training runs and the estimate's noise: another seed is a new run of "
+            f"about {seconds_per_epoch * epochs_run / 3600:.1f} hours here ({machine})."
+        )
+    if best == epochs_run:
         why = (
             f"The run stopped at its epoch limit ({limit}) with the validation figure still "
             f"improving (the best epoch was the last)"
         )
-    elif epochs_run == limit:
-        why = f"The run stopped at its epoch limit ({limit}); its best epoch was {best}"
     else:
-        # Stopped by the published rule itself: more epochs of this run would
-        # end the same way (the early stopping resumes from the history).
-        hours = _seconds_per_epoch(config) * epochs_run / 3600
-        return (
-            f"The gap is {gap / stderr:.1f} standard errors of the estimate. Early stopping ended "
-            f"the run at epoch {epochs_run}, {config['patience']} epochs after its best ({best}), "
-            f"by the published setup's own rule (up to 2000 epochs, stopping after "
-            f"{config['patience']} without a better validation ELBO), so a larger --max-epochs "
-            f"would stop it again after one epoch that does not improve on it. What is left is "
-            f"the spread between training runs and the estimate's noise: another seed is a new "
-            f"run of about {hours:.1f} hours here "
-            f"({config['hardware']}, Keras on {config['backend']})."
-        )
-    seconds_per_epoch = _seconds_per_epoch(config)
+        why = f"The run stopped at its epoch limit ({limit}); its best epoch was {best}"
     return (
-        f"The gap is {gap / stderr:.1f} standard errors of the estimate. {why}, where the "
-        f"published setup trains for up to 2000 epochs and stops after "
-        f"{config['patience']} without a better validation ELBO. An epoch took "
-        f"{seconds_per_epoch:.0f} s here ({config['hardware']}, Keras on {config['backend']}), so "
-        f"100 more take {100 * seconds_per_epoch / 3600:.1f} hours: `python -m kerasvae.protocol "
-        f"train <run> --max-epochs {limit + 100}` continues this run from its last epoch."
+        f"{noise} {why}, where the published setup trains for up to 2000 epochs and stops after "
+        f"{patience} without a better validation ELBO. An epoch took {seconds_per_epoch:.0f} s "
+        f"here ({machine}), so 100 more take {100 * seconds_per_epoch / 3600:.1f} hours: "
+        f"`python -m kerasvae.protocol train <run> --max-epochs {limit + 100}` continues this run "
+        f"from its last epoch."
     )
 
 
