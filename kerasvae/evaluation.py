@@ -4,12 +4,15 @@ All numbers are in nats per example unless a name says otherwise; bits per
 dimension divide by `log(2) * prod(data_shape)`.
 """
 
+import hashlib
 import math
+import os
 
 import keras
 import numpy as np
 from keras import ops
 
+from kerasvae.io_utils import atomic_open
 from kerasvae.training import compiled
 
 
@@ -19,7 +22,8 @@ def _batches(x, batch_size):
 
 
 def _log_weights_function(model, num_samples, seed):
-    """`x, labels -> log w` of shape (num_samples, batch), compiled on either backend.
+    """`x, labels -> log w` of shape (num_samples, batch), compiled on either
+    backend, and the `SeedGenerator` it draws from.
 
     The draws come from a generator of their own, so an evaluation never
     advances the model's training noise stream.
@@ -29,11 +33,56 @@ def _log_weights_function(model, num_samples, seed):
     def log_weights(x, labels):
         return model.log_importance_weights(x, labels, num_samples=num_samples, seed=generator)
 
-    return compiled(log_weights, variables=[*model.variables, generator.state])
+    return compiled(log_weights, variables=[*model.variables, generator.state]), generator
+
+
+def _fingerprint(model, x, labels, settings):
+    """What a saved estimate belongs to: the weights, the examples and the settings."""
+    digest = hashlib.sha256(repr(sorted(settings.items())).encode())
+    for array in (*(ops.convert_to_numpy(v) for v in model.weights), x, labels):
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _load_progress(path, fingerprint, generators):
+    """The estimates a previous call saved in `path`, its generators' states restored."""
+    if not os.path.exists(path):
+        return []
+    with np.load(path) as saved:
+        if str(saved["fingerprint"]) != fingerprint:
+            raise ValueError(
+                "The saved progress of an importance-sampled estimate belongs to other weights, "
+                "examples or settings (num_samples, batch_size, chunk_size, seed) than this call's. "
+                f"Delete it to start over, or pass another progress_path. Received: progress_path={path!r}"
+            )
+        for k, generator in generators.items():
+            generator.state.assign(saved[f"state_{k}"])
+        return list(saved["log_px"])
+
+
+def _save_progress(path, fingerprint, generators, log_px):
+    with atomic_open(path, "wb") as f:
+        np.savez(
+            f,
+            fingerprint=np.asarray(fingerprint),
+            log_px=np.asarray(log_px, dtype="float64"),
+            **{f"state_{k}": ops.convert_to_numpy(g.state) for k, g in generators.items()},
+        )
 
 
 def importance_sampled_log_likelihood(
-    model, x, labels=None, num_samples=100, batch_size=100, chunk_size=None, seed=None, verbose=0
+    model,
+    x,
+    labels=None,
+    num_samples=100,
+    batch_size=100,
+    chunk_size=None,
+    seed=None,
+    verbose=0,
+    progress_path=None,
 ):
     """Per-example estimate of log p(x) with `num_samples` importance samples.
 
@@ -58,6 +107,13 @@ def importance_sampled_log_likelihood(
             pass decodes about 10,000 latents.
         seed: int or None. Seed of the draws.
         verbose: int. 1 shows a Keras progress bar over the examples.
+        progress_path: str or None. A `.npz` file where the estimates so far
+            and the draws' generator states are written (atomically) after
+            each batch. A call that finds the file continues from it, with
+            the same estimates an uninterrupted call gives, so an evaluation
+            longer than a session can be finished by the next. The file is
+            refused if it was written for other weights, examples or
+            settings; it is removed once the estimate is complete.
 
     Returns:
         NumPy array of shape `(len(x),)`.
@@ -70,13 +126,23 @@ def importance_sampled_log_likelihood(
     if chunk_size is None:
         chunk_size = max(1, min(num_samples, 10_000 // batch_size))
     chunks = [min(chunk_size, num_samples - start) for start in range(0, num_samples, chunk_size)]
-    functions = {
-        k: _log_weights_function(model, k, None if seed is None else seed + i)
-        for i, k in enumerate(sorted(set(chunks)))
-    }
-    progress = keras.utils.Progbar(len(x), unit_name="example") if verbose else None
+    functions, generators = {}, {}
+    for i, k in enumerate(sorted(set(chunks))):
+        functions[k], generators[k] = _log_weights_function(model, k, None if seed is None else seed + i)
     results = []
-    for start in range(0, len(x), batch_size):
+    if progress_path is not None:
+        if seed is None:
+            raise ValueError(
+                "A resumable estimate needs a seed, so that its draws can be continued. "
+                f"Received: seed=None with progress_path={progress_path!r}"
+            )
+        settings = {"num_samples": num_samples, "batch_size": batch_size, "chunk_size": chunk_size, "seed": seed}
+        fingerprint = _fingerprint(model, x, None if labels is None else np.asarray(labels), settings)
+        results = _load_progress(progress_path, fingerprint, generators)
+    progress = keras.utils.Progbar(len(x), unit_name="example") if verbose else None
+    if progress is not None and results:
+        progress.add(len(results))
+    for start in range(len(results), len(x), batch_size):
         batch = x[start : start + batch_size]
         batch_labels = None if labels is None else np.asarray(labels)[start : start + batch_size]
         total = None  # running logsumexp over the draws so far
@@ -84,10 +150,14 @@ def importance_sampled_log_likelihood(
             chunk = ops.convert_to_numpy(functions[k](batch, batch_labels)).astype("float64")
             chunk = np.logaddexp.reduce(chunk, axis=0)
             total = chunk if total is None else np.logaddexp(total, chunk)
-        results.append(total - math.log(num_samples))
+        results.extend(total - math.log(num_samples))
+        if progress_path is not None:
+            _save_progress(progress_path, fingerprint, generators, results)
         if progress is not None:
             progress.add(len(batch))
-    return np.concatenate(results)
+    if progress_path is not None and os.path.exists(progress_path):
+        os.remove(progress_path)
+    return np.asarray(results, dtype="float64")
 
 
 def _labelled_batches(x, labels, batch_size):
@@ -150,10 +220,12 @@ def evaluate_vae(
     batch_size=500,
     seed=0,
     verbose=0,
+    progress_path=None,
 ):
     """A summary dict: ELBO parts on all of `x`, the importance-sampled NLL on
     the first `nll_examples` examples with its standard error, bits per
-    dimension and active units."""
+    dimension and active units. `progress_path` makes the NLL's estimate
+    resumable (see `importance_sampled_log_likelihood`)."""
     model.check_labels(labels, len(x))
     elbo_parts = model.evaluate(x, labels, batch_size=batch_size, verbose=0, return_dict=True)
     subset = np.asarray(x[:nll_examples])
@@ -166,6 +238,7 @@ def evaluate_vae(
         batch_size=100,
         seed=seed,
         verbose=verbose,
+        progress_path=progress_path,
     )
     dims = int(np.prod(model.data_shape))
     count, _ = active_units(model, x, labels, batch_size=batch_size)

@@ -336,12 +336,21 @@ def train(
     return best_path
 
 
-def evaluate(model, num_samples=NLL_SAMPLES, test_examples=None, data_dir=None, seed=0, verbose=1):
-    """The protocol's test figures for a trained model, as a dict for `metrics.json`."""
+def evaluate(
+    model, num_samples=NLL_SAMPLES, test_examples=None, data_dir=None, seed=0, verbose=1, progress_path=None
+):
+    """The protocol's test figures for a trained model, as a dict for `metrics.json`.
+
+    With `progress_path` the K = 5000 estimate saves its progress after each
+    batch of 100 images there and continues from it when run again; then
+    `evaluation_seconds` is the last sitting's time and `evaluation_resumed`
+    is true.
+    """
     x_test, y_test = binarized_splits(data_dir)["test"]
     if test_examples:
         x_test, y_test = x_test[:test_examples], y_test[:test_examples]
     labels = y_test if model.num_classes is not None else None
+    resumed = progress_path is not None and os.path.exists(progress_path)
     start = time.time()
     figures = evaluation.evaluate_vae(
         model,
@@ -352,8 +361,11 @@ def evaluate(model, num_samples=NLL_SAMPLES, test_examples=None, data_dir=None, 
         batch_size=100,
         seed=seed,
         verbose=verbose,
+        progress_path=progress_path,
     )
     figures["evaluation_seconds"] = round(time.time() - start, 1)
+    if resumed:
+        figures["evaluation_resumed"] = True
     figures["protocol"] = {
         "dataset": "Fashion-MNIST",
         "binarized": True,
@@ -373,7 +385,9 @@ def main(argv=None):
 
     `train` resumes a run folder that has a backup, so the same command
     continues an interrupted run (or extends a finished one with a larger
-    `--max-epochs`). `evaluate` writes `metrics.json` beside `best.keras`;
+    `--max-epochs`). `evaluate` writes `metrics.json` beside `best.keras`,
+    and is resumable too: its K = 5000 estimate saves its progress in
+    `nll_progress.npz` after each batch and the same command continues it;
     `kerasvae.pretrained.publish_binarized` then exports it into `savedmodels/`.
     """
     import argparse
@@ -408,7 +422,11 @@ def main(argv=None):
         return
     model = keras.saving.load_model(os.path.join(args.run_dir, "best.keras"))
     figures = evaluate(
-        model, num_samples=args.num_samples, test_examples=args.test_examples, data_dir=args.data_dir
+        model,
+        num_samples=args.num_samples,
+        test_examples=args.test_examples,
+        data_dir=args.data_dir,
+        progress_path=os.path.join(args.run_dir, "nll_progress.npz"),
     )
     state_path = os.path.join(args.run_dir, "train_state.json")
     if os.path.isfile(state_path):

@@ -66,3 +66,72 @@ def test_evaluate_vae_reports_a_standard_error():
     assert metrics["nll_standard_error"] == pytest.approx(log_px.std(ddof=1) / np.sqrt(40), rel=0.2)
     with pytest.raises(ValueError, match="not conditional"):
         evaluation.evaluate_vae(model, x, labels=np.zeros(40, "int64"))
+
+
+def test_an_interrupted_estimate_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    # Chunks of 7 and 2 draws: two generators, both must continue where they stopped.
+    model = tiny_vae(seed=0)
+    x = random_images(50)
+    settings = dict(num_samples=30, batch_size=10, chunk_size=7, seed=3)
+    whole = evaluation.importance_sampled_log_likelihood(model, x, **settings)
+
+    path = str(tmp_path / "nll_progress.npz")
+    real_save = evaluation._save_progress
+    saves = []
+
+    def save_then_die_after_three(*args):
+        real_save(*args)
+        saves.append(len(args[-1]))
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "_save_progress", save_then_die_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.importance_sampled_log_likelihood(model, x, progress_path=path, **settings)
+    with np.load(path) as saved:
+        np.testing.assert_array_equal(saved["log_px"], whole[:30])
+
+    monkeypatch.setattr(evaluation, "_save_progress", real_save)
+    calls = []
+    real_function = evaluation._log_weights_function
+
+    def counting_function(*args):
+        function, generator = real_function(*args)
+        return (lambda *a: calls.append(1) or function(*a)), generator
+
+    monkeypatch.setattr(evaluation, "_log_weights_function", counting_function)
+    resumed = evaluation.importance_sampled_log_likelihood(model, x, progress_path=path, **settings)
+    np.testing.assert_array_equal(resumed, whole)
+    assert len(calls) == 2 * 5  # the two batches left, five chunks (7+7+7+7+2) each
+    assert not (tmp_path / "nll_progress.npz").exists()
+
+
+def test_saved_progress_of_another_estimate_is_refused_and_kept(tmp_path, monkeypatch):
+    model = tiny_vae(seed=0)
+    x = random_images(30)
+    path = tmp_path / "nll_progress.npz"
+
+    def die_after_first_save(*args):
+        real_save(*args)
+        raise KeyboardInterrupt
+
+    real_save = evaluation._save_progress
+    monkeypatch.setattr(evaluation, "_save_progress", die_after_first_save)
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.importance_sampled_log_likelihood(model, x, num_samples=5, batch_size=10, seed=1, progress_path=str(path))
+    monkeypatch.setattr(evaluation, "_save_progress", real_save)
+    before = path.read_bytes()
+    others = [
+        (model, x, dict(num_samples=6, seed=1)),
+        (model, x, dict(num_samples=5, seed=2)),
+        (model, 1.0 - x, dict(num_samples=5, seed=1)),
+        (tiny_vae(seed=1), x, dict(num_samples=5, seed=1)),
+    ]
+    for other_model, other_x, settings in others:
+        with pytest.raises(ValueError, match="belongs to other weights.*nll_progress.npz"):
+            evaluation.importance_sampled_log_likelihood(
+                other_model, other_x, batch_size=10, progress_path=str(path), **settings
+            )
+        assert path.read_bytes() == before
+    with pytest.raises(ValueError, match="needs a seed.*seed=None"):
+        evaluation.importance_sampled_log_likelihood(model, x, progress_path=str(path))

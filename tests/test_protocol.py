@@ -120,6 +120,43 @@ def test_evaluate_reports_the_protocol(run, monkeypatch):
     assert figures["protocol"]["test_examples"] == figures["examples"] == figures["nll_examples"] == 40
 
 
+def test_an_interrupted_evaluation_continues_from_its_progress(run, tmp_path, monkeypatch):
+    # `python -m kerasvae.protocol evaluate` killed after its second batch of
+    # 100 images, then run again: the figures of an uninterrupted evaluation.
+    import shutil
+
+    from kerasvae import evaluation
+
+    folder = str(tmp_path / "run")
+    os.makedirs(folder)
+    for name in ("best.keras", "train_state.json"):
+        shutil.copy(os.path.join(run[0], name), folder)
+    argv = ["evaluate", folder, "--num-samples", "3", "--test-examples", "300"]
+    real_save = evaluation._save_progress
+
+    def save_then_die_after_two(*args):
+        real_save(*args)
+        if len(args[-1]) == 200:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "_save_progress", save_then_die_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        protocol.main(argv)
+    assert not os.path.exists(os.path.join(folder, "metrics.json"))
+    assert os.path.exists(os.path.join(folder, "nll_progress.npz"))
+    monkeypatch.setattr(evaluation, "_save_progress", real_save)
+    protocol.main(argv)
+    with open(os.path.join(folder, "metrics.json")) as f:
+        resumed = json.load(f)
+    assert resumed["evaluation_resumed"] is True
+    assert not os.path.exists(os.path.join(folder, "nll_progress.npz"))
+    model = keras.saving.load_model(os.path.join(folder, "best.keras"))
+    whole = protocol.evaluate(model, num_samples=3, test_examples=300, verbose=0)
+    assert "evaluation_resumed" not in whole
+    assert resumed["nll_importance_sampled"] == whole["nll_importance_sampled"]
+    assert resumed["nll_standard_error"] == whole["nll_standard_error"]
+
+
 def test_command_line_refuses_an_unknown_preset(capsys):
     with pytest.raises(SystemExit):
         protocol.main(["train", "nope", "somewhere"])
