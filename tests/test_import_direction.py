@@ -45,7 +45,7 @@ ALLOWED = {
     "models": {"divergences", "likelihoods", "layers", "training", "schedules"},
     "networks": {"layers"},
     "data": {"io_utils"},
-    "evaluation": {"divergences", "likelihoods", "layers", "models", "training"},
+    "evaluation": {"io_utils", "divergences", "likelihoods", "layers", "models", "training"},
     "plotting": {"io_utils", "data", "evaluation"},
     "callbacks": {"io_utils", "plotting"},
     "callbacks_safety": {"io_utils"},
