@@ -136,7 +136,7 @@ def importance_sampled_log_likelihood(
                 "A resumable estimate needs a seed, so that its draws can be continued. "
                 f"Received: seed=None with progress_path={progress_path!r}"
             )
-        settings = {"num_samples": num_samples, "batch_size": batch_size, "chunk_size": chunk_size, "seed": seed}
+        settings = dict(num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size, seed=seed)
         fingerprint = _fingerprint(model, x, None if labels is None else np.asarray(labels), settings)
         results = _load_progress(progress_path, fingerprint, generators)
     progress = keras.utils.Progbar(len(x), unit_name="example") if verbose else None

@@ -110,15 +110,17 @@ def test_saved_progress_of_another_estimate_is_refused_and_kept(tmp_path, monkey
     model = tiny_vae(seed=0)
     x = random_images(30)
     path = tmp_path / "nll_progress.npz"
+    real_save = evaluation._save_progress
 
     def die_after_first_save(*args):
         real_save(*args)
         raise KeyboardInterrupt
 
-    real_save = evaluation._save_progress
     monkeypatch.setattr(evaluation, "_save_progress", die_after_first_save)
     with pytest.raises(KeyboardInterrupt):
-        evaluation.importance_sampled_log_likelihood(model, x, num_samples=5, batch_size=10, seed=1, progress_path=str(path))
+        evaluation.importance_sampled_log_likelihood(
+            model, x, num_samples=5, batch_size=10, seed=1, progress_path=str(path)
+        )
     monkeypatch.setattr(evaluation, "_save_progress", real_save)
     before = path.read_bytes()
     others = [
