@@ -7,6 +7,7 @@ dimension divide by `log(2) * prod(data_shape)`.
 import hashlib
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -47,6 +48,19 @@ def _fingerprint(model, x, labels, settings):
     return digest.hexdigest()
 
 
+def saved_progress_seconds(path):
+    """Seconds the estimate saved in `path` has taken so far, over every call; 0 without one.
+
+    Counts each earlier call up to its last saved batch (a batch cut short is
+    lost, and so is its time).
+    """
+    if path is None or not os.path.exists(path):
+        return 0.0
+    with np.load(path) as saved:
+        # Files written before the time was kept have none to add.
+        return float(saved["seconds"]) if "seconds" in saved.files else 0.0
+
+
 def _load_progress(path, fingerprint, generators):
     """The estimates a previous call saved in `path`, its generators' states restored."""
     if not os.path.exists(path):
@@ -63,11 +77,12 @@ def _load_progress(path, fingerprint, generators):
         return list(saved["log_px"])
 
 
-def _save_progress(path, fingerprint, generators, log_px):
+def _save_progress(path, fingerprint, generators, seconds, log_px):
     with atomic_open(path, "wb") as f:
         np.savez(
             f,
             fingerprint=np.asarray(fingerprint),
+            seconds=np.asarray(seconds, dtype="float64"),
             log_px=np.asarray(log_px, dtype="float64"),
             **{f"state_{k}": ops.convert_to_numpy(g.state) for k, g in generators.items()},
         )
@@ -113,7 +128,8 @@ def importance_sampled_log_likelihood(
             the same estimates an uninterrupted call gives, so an evaluation
             longer than a session can be finished by the next. The file is
             refused if it was written for other weights, examples or
-            settings; it is removed once the estimate is complete.
+            settings; it is removed once the estimate is complete. It also
+            keeps the seconds spent so far (`saved_progress_seconds`).
 
     Returns:
         NumPy array of shape `(len(x),)`.
@@ -130,6 +146,7 @@ def importance_sampled_log_likelihood(
     for i, k in enumerate(sorted(set(chunks))):
         functions[k], generators[k] = _log_weights_function(model, k, None if seed is None else seed + i)
     results = []
+    start_time, seconds_before = time.time(), 0.0
     if progress_path is not None:
         if seed is None:
             raise ValueError(
@@ -139,6 +156,7 @@ def importance_sampled_log_likelihood(
         settings = dict(num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size, seed=seed)
         fingerprint = _fingerprint(model, x, None if labels is None else np.asarray(labels), settings)
         results = _load_progress(progress_path, fingerprint, generators)
+        seconds_before = saved_progress_seconds(progress_path)
     progress = keras.utils.Progbar(len(x), unit_name="example") if verbose else None
     if progress is not None and results:
         progress.add(len(results))
@@ -152,7 +170,8 @@ def importance_sampled_log_likelihood(
             total = chunk if total is None else np.logaddexp(total, chunk)
         results.extend(total - math.log(num_samples))
         if progress_path is not None:
-            _save_progress(progress_path, fingerprint, generators, results)
+            seconds = seconds_before + time.time() - start_time
+            _save_progress(progress_path, fingerprint, generators, seconds, results)
         if progress is not None:
             progress.add(len(batch))
     if progress_path is not None and os.path.exists(progress_path):

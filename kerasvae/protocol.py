@@ -343,14 +343,15 @@ def evaluate(
 
     With `progress_path` the K = 5000 estimate saves its progress after each
     batch of 100 images there and continues from it when run again; then
-    `evaluation_seconds` is the last sitting's time and `evaluation_resumed`
-    is true.
+    `evaluation_resumed` is true and `evaluation_seconds` adds the earlier
+    sittings' time (each up to its last saved batch) to the last one's.
     """
     x_test, y_test = binarized_splits(data_dir)["test"]
     if test_examples:
         x_test, y_test = x_test[:test_examples], y_test[:test_examples]
     labels = y_test if model.num_classes is not None else None
     resumed = progress_path is not None and os.path.exists(progress_path)
+    earlier_seconds = evaluation.saved_progress_seconds(progress_path)
     start = time.time()
     figures = evaluation.evaluate_vae(
         model,
@@ -363,7 +364,7 @@ def evaluate(
         verbose=verbose,
         progress_path=progress_path,
     )
-    figures["evaluation_seconds"] = round(time.time() - start, 1)
+    figures["evaluation_seconds"] = round(earlier_seconds + time.time() - start, 1)
     if resumed:
         figures["evaluation_resumed"] = True
     figures["protocol"] = {

@@ -1,3 +1,6 @@
+import itertools
+import time
+
 import numpy as np
 import pytest
 from keras import ops
@@ -86,12 +89,24 @@ def test_an_interrupted_estimate_resumes_to_the_same_numbers(tmp_path, monkeypat
             raise KeyboardInterrupt
 
     monkeypatch.setattr(evaluation, "_save_progress", save_then_die_after_three)
-    with pytest.raises(KeyboardInterrupt):
-        evaluation.importance_sampled_log_likelihood(model, x, progress_path=path, **settings)
+    # The first call on a clock that runs 1000 s a reading.
+    clock = itertools.count(0.0, 1000.0)
+    with monkeypatch.context() as fake:
+        fake.setattr(time, "time", lambda: next(clock))
+        with pytest.raises(KeyboardInterrupt):
+            evaluation.importance_sampled_log_likelihood(model, x, progress_path=path, **settings)
     with np.load(path) as saved:
         np.testing.assert_array_equal(saved["log_px"], whole[:30])
+    first_call = evaluation.saved_progress_seconds(path)
+    assert first_call >= 3000.0
 
-    monkeypatch.setattr(evaluation, "_save_progress", real_save)
+    later_seconds = []
+
+    def save_and_record(*args):
+        later_seconds.append(args[-2])
+        real_save(*args)
+
+    monkeypatch.setattr(evaluation, "_save_progress", save_and_record)
     calls = []
     real_function = evaluation._log_weights_function
 
@@ -103,6 +118,8 @@ def test_an_interrupted_estimate_resumes_to_the_same_numbers(tmp_path, monkeypat
     resumed = evaluation.importance_sampled_log_likelihood(model, x, progress_path=path, **settings)
     np.testing.assert_array_equal(resumed, whole)
     assert len(calls) == 2 * 5  # the two batches left, five chunks (7+7+7+7+2) each
+    # The time saved carries the first call's on, for a third call to add to.
+    assert len(later_seconds) == 2 and all(s >= first_call for s in later_seconds)
     assert not (tmp_path / "nll_progress.npz").exists()
 
 

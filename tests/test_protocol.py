@@ -1,8 +1,10 @@
 """The binarized Fashion-MNIST protocol: its splits, a resumed run, its figures and publishing."""
 
 import csv
+import itertools
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -140,15 +142,27 @@ def test_an_interrupted_evaluation_continues_from_its_progress(run, tmp_path, mo
             raise KeyboardInterrupt
 
     monkeypatch.setattr(evaluation, "_save_progress", save_then_die_after_two)
+    # The first sitting on a clock that runs 1000 s a reading, so that its
+    # time stands out in the total.
+    clock = itertools.count(0.0, 1000.0)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: next(clock))
     with pytest.raises(KeyboardInterrupt):
         protocol.main(argv)
+    monkeypatch.setattr(time, "time", real_time)
     assert not os.path.exists(os.path.join(folder, "metrics.json"))
-    assert os.path.exists(os.path.join(folder, "nll_progress.npz"))
+    progress = os.path.join(folder, "nll_progress.npz")
+    first_sitting = evaluation.saved_progress_seconds(progress)
+    assert first_sitting >= 1000.0
     monkeypatch.setattr(evaluation, "_save_progress", real_save)
+    start = real_time()
     protocol.main(argv)
+    second_sitting = real_time() - start
     with open(os.path.join(folder, "metrics.json")) as f:
         resumed = json.load(f)
     assert resumed["evaluation_resumed"] is True
+    # Both sittings' time: the first's saved, the second's measured.
+    assert first_sitting <= resumed["evaluation_seconds"] <= first_sitting + second_sitting + 0.1
     assert not os.path.exists(os.path.join(folder, "nll_progress.npz"))
     model = keras.saving.load_model(os.path.join(folder, "best.keras"))
     whole = protocol.evaluate(model, num_samples=3, test_examples=300, verbose=0)
