@@ -346,6 +346,8 @@ def _binarized_model_card(name, record):
         )
         if gap > 0:
             comparison += " " + _what_would_close_the_gap(gap, stderr, config)
+        else:
+            comparison += f" The difference is {-gap / stderr:.1f} standard errors of the estimate."
     hours = config["train_seconds"] / 3600
     timing = f"{hours:.1f} hours on {config['hardware']}, Keras on {config['backend']}"
     if "median_epoch_seconds" in config:

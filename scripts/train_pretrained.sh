@@ -17,7 +17,7 @@ which=${1:-all}
 shift || true
 # The epochs each shipped binarized model was trained for (early stopping may
 # end a run sooner); MAX_EPOCHS overrides them all, e.g. to continue a run.
-declare -A EPOCHS=([vae_gated_mlp]=1100 [beta_vae_mlp]=200 [cvae_mlp]=200 [iwae_mlp]=200 [vampprior_mlp]=600 [hvae_mlp]=680)
+declare -A EPOCHS=([vae_gated_mlp]=1100 [beta_vae_mlp]=200 [cvae_mlp]=200 [iwae_mlp]=200 [vampprior_mlp]=600 [hvae_mlp]=780)
 if [ "$which" = all ] || [ "$which" = binarized ]; then
   presets=${*:-"vae_gated_mlp beta_vae_mlp cvae_mlp iwae_mlp vampprior_mlp hvae_mlp"}
   for preset in $presets; do

@@ -1,5 +1,7 @@
 """The committed pretrained models are real, match their cards and load."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -115,6 +117,15 @@ def test_a_card_behind_its_row_says_why_and_what_more_epochs_cost(epochs_run, be
     # total also counts the run's pauses.
     paused = dict(config, train_seconds=10 * config["train_seconds"], median_epoch_seconds=72.0)
     assert "An epoch took 72 s here" in pretrained._what_would_close_the_gap(1.5, 0.75, paused)
+
+
+def test_a_card_ahead_of_its_row_says_by_how_many_standard_errors():
+    record = copy.deepcopy(pretrained.pretrained_metrics("hvae_mlp_binarized"))
+    record["test"].update(nll_importance_sampled=226.72 - 0.38, nll_standard_error=0.76)
+    text = pretrained._binarized_model_card("hvae_mlp_binarized", record)
+    assert "226.34 +- 0.76, 0.38 nats better than the published figure." in text
+    assert "The difference is 0.5 standard errors of the estimate." in text
+    assert "The gap is" not in text and "--max-epochs" not in text
 
 
 def test_a_card_stopped_early_says_more_epochs_would_not_help():
