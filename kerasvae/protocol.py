@@ -9,7 +9,9 @@ Fashion-MNIST table of Norouzi et al. (2020) reuses:
 - the 10,000 test images binarized once with seed `TEST_SEED`;
 - Adam, learning rate 5e-4, batch 100, KL warm-up linear over the first 100
   epochs, early stopping after 50 epochs without a better validation
-  objective: the model's loss at its full KL weight, reconstruction + beta * KL
+  objective, the epochs of the warm-up not counted (as in the published code,
+  which resets its count during the warm-up but keeps the best model of any
+  epoch): the model's loss at its full KL weight, reconstruction + beta * KL
   (the negative ELBO when beta = 1; an IWAE's negative K-sample bound,
   computed on fixed draws). A beta-VAE is selected by its own
   objective: its negative ELBO is best early in the warm-up, while its KL
@@ -165,12 +167,33 @@ def _objectives(rows, beta):
 
 
 class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Early stopping whose best value and wait count come back from `history.csv`."""
+    """Early stopping whose best value and wait count come back from `history.csv`.
 
-    def __init__(self, history_path, beta, **kwargs):
+    The first `warmup_epochs - 1` epochs of the KL warm-up never count
+    towards the patience, though their best is kept: a model's validation
+    objective at the full KL weight may get worse for dozens of epochs while
+    its KL weight is small (the conv HVAE's did from epoch 16 on).
+    """
+
+    def __init__(self, history_path, beta, warmup_epochs=0, **kwargs):
         super().__init__(monitor="val_objective", mode="min", **kwargs)
         self.history_path = history_path
         self.beta = beta
+        self.warmup_epochs = warmup_epochs
+
+    def _in_warmup(self, epoch):
+        # `epoch` counts from 0; the published code's from 1, resetting while below its warm-up.
+        return epoch + 1 < self.warmup_epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._in_warmup(epoch):
+            return super().on_epoch_end(epoch, logs)
+        patience, self.patience = self.patience, math.inf  # keep the best, never stop
+        try:
+            super().on_epoch_end(epoch, logs)
+        finally:
+            self.patience = patience
+        self.wait = 0
 
     def get_monitor_value(self, logs):
         if not logs or "val_reconstruction_loss" not in logs:
@@ -185,7 +208,7 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             best = int(np.argmin(values))
             self.best = values[best]
             self.best_epoch = int(rows[best]["epoch"])
-            self.wait = len(values) - 1 - best
+            self.wait = sum(not self._in_warmup(int(row["epoch"])) for row in rows[best + 1 :])
 
 
 class _SaveBest(keras.callbacks.Callback):
@@ -271,7 +294,7 @@ def train(
         callbacks_safety.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False),
         _SaveBest(best_path, history_path, beta),
         keras.callbacks.CSVLogger(history_path, append=True),
-        _ResumableEarlyStopping(history_path, beta, patience=patience),
+        _ResumableEarlyStopping(history_path, beta, warmup_epochs=warmup_epochs, patience=patience),
         callbacks_safety.StopOnNonFinite(),
     ]
     state_path = os.path.join(run_dir, "train_state.json")

@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import time
+import types
 
 import keras
 import numpy as np
@@ -241,6 +242,41 @@ def test_a_beta_vae_is_selected_by_its_objective_not_its_elbo(tmp_path, monkeypa
     assert saved == []
     saver.on_epoch_end(5, {"val_reconstruction_loss": 234.0, "val_kl_loss": 10.0})  # 274: better
     assert saved == [str(best)] and saver.best == 274.0
+
+
+def _epoch_logs(objective):
+    return {"val_reconstruction_loss": objective, "val_kl_loss": 0.0, "val_negative_elbo": objective}
+
+
+def test_early_stopping_does_not_count_the_warmup_epochs(tmp_path):
+    """As in the published code: epochs 1 to warmup - 1 (0 to warmup - 2 here)
+    reset the count, though an improvement among them is still the best; the
+    count starts at the warm-up's last epoch. A resumed run counts the same."""
+    history = tmp_path / "history.csv"
+    stopping = protocol._ResumableEarlyStopping(str(history), beta=1.0, warmup_epochs=10, patience=3)
+    stopping.set_model(types.SimpleNamespace(stop_training=False))
+    stopping.on_train_begin()
+    objectives = [300.0, 250.0] + [260.0 + e for e in range(2, 14)]  # best at epoch 1, then worse
+    for epoch, objective in enumerate(objectives):
+        stopping.on_epoch_end(epoch, _epoch_logs(objective))
+        if stopping.model.stop_training:
+            break
+    # Epochs 9, 10 and 11 count: the third ends it (without the warm-up rule, epoch 4 would have).
+    assert (epoch, stopping.stopped_epoch, stopping.best, stopping.best_epoch) == (11, 11, 250.0, 1)
+
+    # Resumed after epoch 10: epochs 9 and 10 have counted, 2 to 8 have not.
+    rows = "".join(f"{e},0.0,{v},{v}\n" for e, v in enumerate(objectives[:11]))
+    history.write_text("epoch,val_kl_loss,val_negative_elbo,val_reconstruction_loss\n" + rows)
+    resumed = protocol._ResumableEarlyStopping(str(history), beta=1.0, warmup_epochs=10, patience=3)
+    resumed.set_model(types.SimpleNamespace(stop_training=False))
+    resumed.on_train_begin()
+    assert (resumed.best, resumed.best_epoch, resumed.wait) == (250.0, 1, 2)
+    resumed.on_epoch_end(11, _epoch_logs(objectives[11]))
+    assert resumed.model.stop_training and resumed.stopped_epoch == 11
+    # Without a warm-up every epoch after the best counts, as before.
+    plain = protocol._ResumableEarlyStopping(str(history), beta=1.0, patience=3)
+    plain.on_train_begin()
+    assert plain.wait == 9
 
 
 def test_an_iwae_is_selected_by_its_bound_at_the_full_kl_weight(tmp_path):
