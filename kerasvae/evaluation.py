@@ -57,14 +57,19 @@ def saved_progress_seconds(path):
     if path is None or not os.path.exists(path):
         return 0.0
     with np.load(path) as saved:
-        # Files written before the time was kept have none to add.
-        return float(saved["seconds"]) if "seconds" in saved.files else 0.0
+        return _seconds(saved)
+
+
+def _seconds(saved):
+    # Files written before the time was kept have none to add.
+    return float(saved["seconds"]) if "seconds" in saved.files else 0.0
 
 
 def _load_progress(path, fingerprint, generators):
-    """The estimates a previous call saved in `path`, its generators' states restored."""
+    """The estimates a previous call saved in `path` and the seconds they took,
+    its generators' states restored."""
     if not os.path.exists(path):
-        return []
+        return [], 0.0
     with np.load(path) as saved:
         if str(saved["fingerprint"]) != fingerprint:
             raise ValueError(
@@ -74,7 +79,7 @@ def _load_progress(path, fingerprint, generators):
             )
         for k, generator in generators.items():
             generator.state.assign(saved[f"state_{k}"])
-        return list(saved["log_px"])
+        return list(saved["log_px"]), _seconds(saved)
 
 
 def _save_progress(path, fingerprint, generators, seconds, log_px):
@@ -155,8 +160,7 @@ def importance_sampled_log_likelihood(
             )
         settings = dict(num_samples=num_samples, batch_size=batch_size, chunk_size=chunk_size, seed=seed)
         fingerprint = _fingerprint(model, x, None if labels is None else np.asarray(labels), settings)
-        results = _load_progress(progress_path, fingerprint, generators)
-        seconds_before = saved_progress_seconds(progress_path)
+        results, seconds_before = _load_progress(progress_path, fingerprint, generators)
     progress = keras.utils.Progbar(len(x), unit_name="example") if verbose else None
     if progress is not None and results:
         progress.add(len(results))
