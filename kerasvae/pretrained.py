@@ -282,15 +282,16 @@ def _what_would_close_the_gap(gap, stderr, config):
     seconds_per_epoch = _seconds_per_epoch(config)
     noise = f"The gap is {gap / stderr:.1f} standard errors of the estimate."
     machine = f"{config['hardware']}, Keras on {config['backend']}"
+    rule = f"up to 2000 epochs, stopping after {patience} without a better validation ELBO"
     if epochs_run < limit:
         # Stopped by the published rule itself: more epochs of this run would
         # end the same way (the early stopping resumes from the history).
         return (
             f"{noise} Early stopping ended the run at epoch {epochs_run}, {patience} epochs after "
-            f"its best ({best}), by the published setup's own rule (up to 2000 epochs, stopping "
-            f"after {patience} without a better validation ELBO), so a larger --max-epochs would "
-            f"stop it again after one epoch that does not improve on it. What is left is the "
-            f"spread between training runs and the estimate's noise: another seed is a new run of "
+            f"its best ({best}), by the published setup's own rule ({rule}), so a larger "
+            f"--max-epochs would stop it again after one epoch that does not improve on it. What "
+            f"is left is the spread between training runs and the estimate's noise: another seed "
+            f"is a new run of "
             f"about {seconds_per_epoch * epochs_run / 3600:.1f} hours here ({machine})."
         )
     if best == epochs_run:
@@ -301,9 +302,8 @@ def _what_would_close_the_gap(gap, stderr, config):
     else:
         why = f"The run stopped at its epoch limit ({limit}); its best epoch was {best}"
     return (
-        f"{noise} {why}, where the published setup trains for up to 2000 epochs and stops after "
-        f"{patience} without a better validation ELBO. An epoch took {seconds_per_epoch:.0f} s "
-        f"here ({machine}), so 100 more take {100 * seconds_per_epoch / 3600:.1f} hours: "
+        f"{noise} {why}, where the published setup's rule is {rule}. An epoch took "
+        f"{seconds_per_epoch:.0f} s here ({machine}), so 100 more take {100 * seconds_per_epoch / 3600:.1f} hours: "
         f"`python -m kerasvae.protocol train <run> --max-epochs {limit + 100}` continues this run "
         f"from its last epoch."
     )

@@ -110,6 +110,7 @@ def test_a_card_behind_its_row_says_why_and_what_more_epochs_cost(epochs_run, be
     text = pretrained._what_would_close_the_gap(1.5, 0.75, config)
     assert "The gap is 2.0 standard errors" in text
     assert why in text
+    assert "the published setup's rule is up to 2000 epochs, stopping after 50 without a better" in text
     # 36 s an epoch: 100 more epochs are one hour.
     assert "An epoch took 36 s here (a test machine, Keras on jax), so 100 more take 1.0 hours" in text
     assert f"--max-epochs {limit + 100}` continues this run" in text
