@@ -56,6 +56,7 @@ PUBLISHED_ROW = {
     "vampprior_mlp": "VAE, VampPrior (MLP)",
     "hvae_mlp": "two-level HVAE, VampPrior (MLP)",
     "hvae_conv": "two-level HVAE, VampPrior (conv)",
+    "hvae_gated_conv": "two-level HVAE, VampPrior (conv)",
 }
 PUBLISHED = {
     "VAE, standard prior (MLP)": 228.70,

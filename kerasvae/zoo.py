@@ -22,7 +22,11 @@ from kerasvae.models.vae import VAE
 from kerasvae.models.vampprior_vae import VampPriorVAE
 from kerasvae.networks.conv import build_conv_decoder, build_conv_encoder
 from kerasvae.networks.gated_mlp import build_gated_mlp_decoder, build_gated_mlp_encoder
-from kerasvae.networks.hierarchical import build_hierarchical_conv, build_hierarchical_mlp
+from kerasvae.networks.hierarchical import (
+    build_hierarchical_conv,
+    build_hierarchical_gated_conv,
+    build_hierarchical_mlp,
+)
 from kerasvae.networks.mlp import build_mlp_decoder, build_mlp_encoder
 
 FAMILIES = {
@@ -34,7 +38,7 @@ FAMILIES = {
     "hierarchical_vae": HierarchicalVAE,
 }
 
-NETWORKS = ("mlp", "gated_mlp", "conv")
+NETWORKS = ("mlp", "gated_mlp", "conv", "gated_conv")
 
 REFERENCES = {
     "vae": "Kingma and Welling, Auto-Encoding Variational Bayes, ICLR 2014",
@@ -217,6 +221,16 @@ PRESETS = {
         batch_size=100,
         learning_rate=5e-4,
     ),
+    "hvae_gated_conv": Preset(
+        "The published convolutional two-level HVAE with a VampPrior on z2: gated convolutions, "
+        "z1 and z2 40-d each.",
+        family="hierarchical_vae",
+        network="gated_conv",
+        latent_dim=40,
+        model_kwargs={"prior": "vampprior", "num_components": 500},
+        batch_size=100,
+        learning_rate=5e-4,
+    ),
 }
 
 
@@ -289,7 +303,11 @@ def build(name, data_shape=None, latent_dim=None, seed=None, **model_kwargs):
     num_outputs = getattr(likelihood, "num_decoder_outputs", 1)
     family = FAMILIES[preset.family]
     if preset.family == "hierarchical_vae":
-        build_networks = build_hierarchical_mlp if preset.network == "gated_mlp" else build_hierarchical_conv
+        build_networks = {
+            "gated_mlp": build_hierarchical_mlp,
+            "conv": build_hierarchical_conv,
+            "gated_conv": build_hierarchical_gated_conv,
+        }[preset.network]
         networks = build_networks(
             data_shape, z1_dim=latent_dim, z2_dim=latent_dim, num_outputs=num_outputs, **preset.network_kwargs
         )

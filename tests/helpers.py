@@ -111,7 +111,7 @@ def preset_cases():
     cases = []
     for name in zoo.list_presets():
         preset = zoo.get_preset(name)
-        conv_variant = preset.network == "conv" and preset.family != "vae"
+        conv_variant = preset.network in ("conv", "gated_conv") and preset.family != "vae"
         cases.append(conv_case(name) if conv_variant else name)
     return cases
 

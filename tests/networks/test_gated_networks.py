@@ -39,11 +39,18 @@ def test_log_variance_head_clips_like_hardtanh():
     np.testing.assert_array_equal(grad[~inside], 0.0)
 
 
+SMALL_WIDTHS = {
+    "mlp": {},
+    "conv": {"filters": (4, 4)},
+    "gated_conv": {"filters": (4, 4), "feature_channels": 2, "decoder_filters": 4, "decoder_layers": 2},
+}
+
+
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3)])
-@pytest.mark.parametrize("builder", ["mlp", conv_case()])
+@pytest.mark.parametrize("builder", ["mlp", conv_case(), conv_case("gated_conv")])
 def test_hierarchical_networks_build_for_sides_divisible_by_four(shape, builder):
     build = getattr(networks, f"build_hierarchical_{builder}")
-    nets = build(shape, z1_dim=3, z2_dim=2, hidden_units=8, **({"filters": (4, 4)} if builder == "conv" else {}))
+    nets = build(shape, z1_dim=3, z2_dim=2, hidden_units=8, **SMALL_WIDTHS[builder])
     x = np.random.default_rng(0).random((2,) + shape).astype("float32")
     z2_mean, z2_log_var = nets["encoder"](x)
     assert tuple(z2_mean.shape) == tuple(z2_log_var.shape) == (2, 2)
@@ -52,6 +59,40 @@ def test_hierarchical_networks_build_for_sides_divisible_by_four(shape, builder)
     p_mean, _ = nets["z1_prior"](z2_mean)
     assert tuple(p_mean.shape) == (2, 3)
     assert tuple(nets["decoder"]([z1_mean, z2_mean]).shape) == (2,) + shape
+
+
+def test_published_gated_conv_hvae_has_the_papers_layers_and_sizes():
+    nets = networks.build_hierarchical_gated_conv((28, 28, 1))
+
+    def gated_conv(cin, cout, k):
+        return 2 * (cin * k * k * cout + cout)
+
+    def gated_dense(n_in, n_out):
+        return 2 * (n_in * n_out + n_out)
+
+    heads = 2 * (300 * 40 + 40)  # mean and log-variance of a 40-d latent from 300 features
+    features = 6 * 7 * 7  # the encoders' last maps, flattened: 294 as published
+    stack_z2 = gated_conv(1, 32, 7) + gated_conv(32, 32, 3) + gated_conv(32, 64, 5) + gated_conv(64, 64, 3)
+    stack_z1 = gated_conv(1, 32, 3) + gated_conv(32, 32, 3) + gated_conv(32, 64, 3) + gated_conv(64, 64, 3)
+    last = gated_conv(64, 6, 3)
+    assert nets["encoder"].count_params() == stack_z2 + last + 2 * (features * 40 + 40)
+    assert nets["z1_encoder"].count_params() == (
+        stack_z1 + last + gated_dense(40, features) + gated_dense(2 * features, 300) + heads
+    )
+    assert nets["z1_prior"].count_params() == gated_dense(40, 300) + gated_dense(300, 300) + heads
+    assert nets["decoder"].count_params() == (
+        2 * gated_dense(40, 300) + gated_dense(600, 784) + gated_conv(1, 64, 3) + 3 * gated_conv(64, 64, 3)
+        + (64 * 1 + 1)
+    )
+
+    def count(model):
+        return sum(isinstance(l, kerasvae.layers.GatedConv2D) for l in model.layers)
+
+    assert [count(nets[k]) for k in ("encoder", "z1_encoder", "z1_prior", "decoder")] == [5, 5, 0, 4]
+    assert tuple(nets["encoder"].get_layer("q_z2_flatten").output.shape) == (None, features)
+    assert tuple(nets["decoder"].outputs[0].shape) == (None, 28, 28, 1)
+    # The decoder's convolutions run at full resolution, as published.
+    assert tuple(nets["decoder"].get_layer("p_x_gated_conv_3").output.shape) == (None, 28, 28, 64)
 
 
 def test_hierarchical_mlp_is_gated_or_relu():
@@ -68,6 +109,12 @@ def test_hierarchical_mlp_is_gated_or_relu():
 def test_bad_shapes_are_refused_with_the_value():
     with pytest.raises(ValueError, match=r"divisible by 4.*data_shape=\(30, 30, 1\)"):
         networks.build_hierarchical_conv((30, 30, 1))
+    with pytest.raises(ValueError, match=r"divisible by 4.*data_shape=\(30, 30, 1\)"):
+        networks.build_hierarchical_gated_conv((30, 30, 1))
+    with pytest.raises(ValueError, match=r"two widths.*filters=\(32,\)"):
+        networks.build_hierarchical_gated_conv((28, 28, 1), filters=(32,))
+    with pytest.raises(ValueError, match="decoder_layers=0"):
+        networks.build_hierarchical_gated_conv((28, 28, 1), decoder_layers=0)
     with pytest.raises(ValueError, match="z1_dim=0"):
         networks.build_hierarchical_mlp((28, 28, 1), z1_dim=0)
     with pytest.raises(ValueError, match="hidden_units"):
