@@ -88,6 +88,7 @@ class GatedConv2D(keras.layers.Layer):
             padding=padding,
             kernel_initializer=kernel_initializer or torch_conv_uniform(),
             bias_initializer=bias_initializer,
+            dtype=self.dtype_policy,
             name="conv",
         )
 

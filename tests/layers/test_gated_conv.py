@@ -88,3 +88,10 @@ def test_serialization_and_saved_weights(tmp_path):
     x = np.random.default_rng(2).random((2, 8, 8, 1)).astype("float32")
     reloaded = save_and_load(model, str(tmp_path / "gated.keras"))
     np.testing.assert_allclose(to_numpy(reloaded(x)), to_numpy(model(x)), rtol=1e-6)
+
+
+def test_mixed_precision_computes_in_half_and_keeps_float32_weights():
+    layer = kerasvae.layers.GatedConv2D(4, 3, dtype="mixed_bfloat16")
+    out = layer(np.ones((1, 8, 8, 2), "float32"))
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    assert keras.backend.standardize_dtype(layer.conv.kernel.dtype) == "float32"
