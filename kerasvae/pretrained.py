@@ -268,6 +268,19 @@ _NO_PUBLISHED_ROW = {
 }
 
 
+# Where a preset's networks differ from those of the published row it sits beside.
+_NETWORKS_UNLIKE_THE_PUBLISHED = {
+    "hvae_conv": (
+        "Its networks are lighter than the published convolutional HVAE's: plain stride-2 "
+        "convolutions and transposed ones, 13 million multiply-adds an image at 28x28, where "
+        "the published networks (`hvae_gated_conv`) are gated convolutions with a decoder of "
+        "four 64-channel convolutions at full resolution, 221 million. Those take 15 times as "
+        "long a training step on a 2-core CPU (16.4 minutes an epoch, "
+        "`benchmarks/conv_hvae_step_time.py`, 2026-11-29)."
+    ),
+}
+
+
 def _seconds_per_epoch(config):
     """The run's median epoch where recorded (its total wall time also
     counts pauses), else its mean."""
@@ -348,6 +361,8 @@ def _binarized_model_card(name, record):
             comparison += " " + _what_would_close_the_gap(gap, stderr, config)
         else:
             comparison += f" The difference is {-gap / stderr:.1f} standard errors of the estimate."
+        if config["preset"] in _NETWORKS_UNLIKE_THE_PUBLISHED:
+            comparison += " " + _NETWORKS_UNLIKE_THE_PUBLISHED[config["preset"]]
     hours = config["train_seconds"] / 3600
     timing = f"{hours:.1f} hours on {config['hardware']}, Keras on {config['backend']}"
     if "median_epoch_seconds" in config:

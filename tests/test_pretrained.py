@@ -146,3 +146,14 @@ def test_a_card_stopped_early_says_more_epochs_would_not_help():
     assert "a larger --max-epochs would stop it again" in text and "--max-epochs 500" not in text
     # A new run costs the run's own epochs: 250 of 36 s are 2.5 hours.
     assert "a new run of about 2.5 hours here (a test machine, Keras on jax)" in text
+
+
+def test_a_card_whose_networks_are_not_the_published_ones_says_so():
+    record = copy.deepcopy(pretrained.pretrained_metrics("hvae_mlp_binarized"))
+    text = pretrained._binarized_model_card("hvae_mlp_binarized", record)
+    assert "lighter than the published" not in text  # the published HVAE's own networks
+    record["run_config"]["preset"] = "hvae_conv"
+    text = pretrained._binarized_model_card("hvae_mlp_binarized", record)
+    assert "Published (two-level HVAE, VampPrior (conv), Norouzi et al. 2020, K = 5000): 224.67" in text
+    assert "Its networks are lighter than the published convolutional HVAE's" in text
+    assert "`hvae_gated_conv`" in text
