@@ -304,8 +304,7 @@ def _what_would_close_the_gap(gap, stderr, config):
             f"its best ({best}), by the published setup's own rule ({rule}), so a larger "
             f"--max-epochs would stop it again after one epoch that does not improve on it. What "
             f"is left is the spread between training runs and the estimate's noise: another seed "
-            f"is a new run of "
-            f"about {seconds_per_epoch * epochs_run / 3600:.1f} hours here ({machine})."
+            f"is a new run of about {seconds_per_epoch * epochs_run / 3600:.1f} hours here ({machine})."
         )
     if best == epochs_run:
         why = (
@@ -316,9 +315,9 @@ def _what_would_close_the_gap(gap, stderr, config):
         why = f"The run stopped at its epoch limit ({limit}); its best epoch was {best}"
     return (
         f"{noise} {why}, where the published setup's rule is {rule}. An epoch took "
-        f"{seconds_per_epoch:.0f} s here ({machine}), so 100 more take {100 * seconds_per_epoch / 3600:.1f} hours: "
-        f"`python -m kerasvae.protocol train <run> --max-epochs {limit + 100}` continues this run "
-        f"from its last epoch."
+        f"{seconds_per_epoch:.0f} s here ({machine}), so 100 more take "
+        f"{100 * seconds_per_epoch / 3600:.1f} hours: `python -m kerasvae.protocol train <run> "
+        f"--max-epochs {limit + 100}` continues this run from its last epoch."
     )
 
 

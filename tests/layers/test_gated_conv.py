@@ -27,7 +27,9 @@ def _conv_valid(x, kernel, bias, stride):
 def test_output_is_one_convolution_gated_by_another(stride):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 7, 7, 3)).astype("float32")
-    layer = kerasvae.layers.GatedConv2D(4, 3, strides=stride, padding="valid", bias_initializer="random_normal")
+    layer = kerasvae.layers.GatedConv2D(
+        4, 3, strides=stride, padding="valid", bias_initializer="random_normal"
+    )
     out = to_numpy(layer(x))
     kernel, bias = to_numpy(layer.conv.kernel), to_numpy(layer.conv.bias)
     linear = _conv_valid(x, kernel[..., :4], bias[:4], stride)
