@@ -48,6 +48,14 @@ def _check_common(data_shape, z1_dim, z2_dim, hidden_units, num_outputs):
     return data_shape
 
 
+def _check_image_shape(data_shape, stride, divisor_text):
+    if len(data_shape) != 3 or data_shape[0] % stride or data_shape[1] % stride:
+        raise ValueError(
+            f"data_shape must be (height, width, channels) with height and width divisible "
+            f"by {divisor_text}. Received: data_shape={data_shape}"
+        )
+
+
 def _z1_prior(z2_dim, z1_dim, hidden_units, gated, log_var_min, log_var_max):
     z2 = keras.Input(shape=(z2_dim,), name="z2")
     h = _hidden(hidden_units, gated, "hidden_0")(z2)
@@ -172,11 +180,7 @@ def build_hierarchical_conv(
     for f in filters:
         _check_positive_int("filters", f)
     stride = 2 ** len(filters)
-    if len(data_shape) != 3 or data_shape[0] % stride or data_shape[1] % stride:
-        raise ValueError(
-            f"data_shape must be (height, width, channels) with height and width divisible "
-            f"by {stride} (2 ** len(filters)). Received: data_shape={data_shape}"
-        )
+    _check_image_shape(data_shape, stride, f"{stride} (2 ** len(filters))")
 
     def head(h, dim, name):
         return gated_posterior_head(h, dim, "diagonal", log_var_min, log_var_max, name=name)
@@ -295,11 +299,7 @@ def build_hierarchical_gated_conv(
         ("decoder_layers", decoder_layers),
     ]:
         _check_positive_int(name, value)
-    if len(data_shape) != 3 or data_shape[0] % 4 or data_shape[1] % 4:
-        raise ValueError(
-            "data_shape must be (height, width, channels) with height and width divisible "
-            f"by 4. Received: data_shape={data_shape}"
-        )
+    _check_image_shape(data_shape, 4, "4")
     height, width, channels = data_shape
     features = feature_channels * (height // 4) * (width // 4)
 
