@@ -290,12 +290,24 @@ def _seconds_per_epoch(config):
 def _what_would_close_the_gap(gap, stderr, config):
     """Why a model is behind its published row, and what more training costs
     here, from its own run's record."""
+    from kerasvae import protocol
+
     epochs_run, best, limit = config["epochs_run"], config["epochs"], config["max_epochs"]
     patience = config["patience"]
     seconds_per_epoch = _seconds_per_epoch(config)
     noise = f"The gap is {gap / stderr:.1f} standard errors of the estimate."
     machine = f"{config['hardware']}, Keras on {config['backend']}"
-    rule = f"up to 2000 epochs, stopping after {patience} without a better validation ELBO"
+    rule = (
+        f"up to {protocol.PUBLISHED_MAX_EPOCHS} epochs, stopping after "
+        f"{protocol.PUBLISHED_PATIENCE} without a better validation ELBO"
+    )
+    if epochs_run < limit and patience != protocol.PUBLISHED_PATIENCE:
+        return (
+            f"{noise} Early stopping ended the run at epoch {epochs_run}, {patience} epochs after "
+            f"its best ({best}), where the published setup's rule is {rule}: the same run with "
+            f"`--patience {protocol.PUBLISHED_PATIENCE}` would train on. An epoch took "
+            f"{seconds_per_epoch:.0f} s here ({machine})."
+        )
     if epochs_run < limit:
         # Stopped by the published rule itself: more epochs of this run would
         # end the same way (the early stopping resumes from the history).

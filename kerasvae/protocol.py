@@ -47,6 +47,9 @@ VALIDATION_SIZE = 10_000
 VALIDATION_SEED = 1
 TEST_SEED = 0
 NLL_SAMPLES = 5000
+# The published setup's training length and early stopping (Tomczak and Welling's code).
+PUBLISHED_MAX_EPOCHS = 2000
+PUBLISHED_PATIENCE = 50
 
 # Binarized Fashion-MNIST, test NLL in nats, 5000-sample importance sampling
 # (Norouzi et al. 2020, Table; the VampPrior rows reproduce Tomczak and Welling's setup).
@@ -239,8 +242,8 @@ class _SaveBest(keras.callbacks.Callback):
 def train(
     preset,
     run_dir,
-    max_epochs=2000,
-    patience=50,
+    max_epochs=PUBLISHED_MAX_EPOCHS,
+    patience=PUBLISHED_PATIENCE,
     warmup_epochs=100,
     batch_size=100,
     learning_rate=5e-4,
@@ -422,8 +425,8 @@ def main(argv=None):
     train_parser = verbs.add_parser("train", help="train a preset under the protocol (resumable)")
     train_parser.add_argument("preset", choices=zoo.list_presets())
     train_parser.add_argument("run_dir")
-    train_parser.add_argument("--max-epochs", type=int, default=2000)
-    train_parser.add_argument("--patience", type=int, default=50)
+    train_parser.add_argument("--max-epochs", type=int, default=PUBLISHED_MAX_EPOCHS)
+    train_parser.add_argument("--patience", type=int, default=PUBLISHED_PATIENCE)
     train_parser.add_argument("--warmup-epochs", type=int, default=100)
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument("--data-dir")

@@ -120,6 +120,25 @@ def test_a_card_behind_its_row_says_why_and_what_more_epochs_cost(epochs_run, be
     assert "An epoch took 72 s here" in pretrained._what_would_close_the_gap(1.5, 0.75, paused)
 
 
+def test_a_card_stopped_early_by_another_patience_does_not_call_it_the_published_rule():
+    config = {
+        "epochs_run": 120,
+        "epochs": 110,
+        "max_epochs": 2000,
+        "train_seconds": 36.0 * 120,
+        "hardware": "a test machine",
+        "backend": "jax",
+    }
+    published = pretrained._what_would_close_the_gap(1.5, 0.75, dict(config, patience=50))
+    assert "by the published setup's own rule (up to 2000 epochs, stopping after 50 without" in published
+    assert "another seed is a new run of about 1.2 hours" in published
+    other = pretrained._what_would_close_the_gap(1.5, 0.75, dict(config, patience=10))
+    assert "Early stopping ended the run at epoch 120, 10 epochs after its best (110)" in other
+    assert "where the published setup's rule is up to 2000 epochs, stopping after 50 without" in other
+    assert "`--patience 50` would train on" in other
+    assert "own rule" not in other and "another seed" not in other
+
+
 def test_a_card_ahead_of_its_row_says_by_how_many_standard_errors():
     record = copy.deepcopy(pretrained.pretrained_metrics("hvae_mlp_binarized"))
     record["test"].update(nll_importance_sampled=226.72 - 0.38, nll_standard_error=0.76)

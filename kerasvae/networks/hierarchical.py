@@ -262,11 +262,17 @@ def build_hierarchical_gated_conv(
       resolution and a 1x1 convolution per output.
 
     Gated convolutions are linear-by-sigmoid (`GatedConv2D`); the dense
-    layers are He-initialized and the convolutions keep PyTorch's default
-    initialization, as in the published code. At 28x28 its encoders and
-    decoder cost 221 million multiply-adds an image, 17 times
+    layers are He-initialized and the convolutions' kernels keep PyTorch's
+    default initialization, as in the published code (their biases start at
+    zero here). Where it departs from the published code: a stride-2
+    convolution pads its even input by one row and column after it
+    (Keras's "same"), where PyTorch's `padding=1` pads one on each side (the
+    same sizes, a grid shifted by a pixel); with `num_outputs=2` the second
+    head is left unclamped for the likelihood to read (the published grey-level
+    model clamps it to [-4.5, 0] for its discretized logistic). At 28x28 its
+    encoders and decoder cost 221 million multiply-adds an image, 17 times
     `build_hierarchical_conv`'s lighter stacks (13 million); the decoder's
-    four 64-channel convolutions at full resolution are 175 million of them.
+    four gated convolutions at full resolution are 174 million of them.
 
     Args:
         data_shape: tuple of int. `(height, width, channels)`.

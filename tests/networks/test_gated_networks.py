@@ -93,6 +93,14 @@ def test_published_gated_conv_hvae_has_the_papers_layers_and_sizes():
     assert tuple(nets["decoder"].outputs[0].shape) == (None, 28, 28, 1)
     # The decoder's convolutions run at full resolution, as published.
     assert tuple(nets["decoder"].get_layer("p_x_gated_conv_3").output.shape) == (None, 28, 28, 64)
+    # Dense layers He-initialized (normal), convolutions PyTorch's uniform, as published.
+    layers = [l for m in nets.values() for l in m.layers]
+    convs = [l.conv for l in layers if isinstance(l, kerasvae.layers.GatedConv2D)]
+    convs.append(nets["decoder"].get_layer("logits_or_mean"))
+    dense = [l for l in layers if isinstance(l, kerasvae.layers.GatedDense)]
+    assert {c.kernel_initializer.get_config()["distribution"] for c in convs} == {"uniform"}
+    assert {c.kernel_initializer.get_config()["scale"] for c in convs} == {1.0 / 3.0}
+    assert {d.kernel_initializer.get_config()["distribution"] for d in dense} == {"untruncated_normal"}
 
 
 def test_hierarchical_mlp_is_gated_or_relu():
