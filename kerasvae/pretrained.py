@@ -301,10 +301,13 @@ def _what_would_close_the_gap(gap, stderr, config):
         f"up to {protocol.PUBLISHED_MAX_EPOCHS} epochs, stopping after "
         f"{protocol.PUBLISHED_PATIENCE} without a better validation ELBO"
     )
+    stopped = (
+        f"{noise} Early stopping ended the run at epoch {epochs_run}, {patience} epochs after its "
+        f"best ({best})"
+    )
     if epochs_run < limit and patience != protocol.PUBLISHED_PATIENCE:
         return (
-            f"{noise} Early stopping ended the run at epoch {epochs_run}, {patience} epochs after "
-            f"its best ({best}), where the published setup's rule is {rule}: the same run with "
+            f"{stopped}, where the published setup's rule is {rule}: the same run with "
             f"`--patience {protocol.PUBLISHED_PATIENCE}` would train on. An epoch took "
             f"{seconds_per_epoch:.0f} s here ({machine})."
         )
@@ -312,8 +315,7 @@ def _what_would_close_the_gap(gap, stderr, config):
         # Stopped by the published rule itself: more epochs of this run would
         # end the same way (the early stopping resumes from the history).
         return (
-            f"{noise} Early stopping ended the run at epoch {epochs_run}, {patience} epochs after "
-            f"its best ({best}), by the published setup's own rule ({rule}), so a larger "
+            f"{stopped}, by the published setup's own rule ({rule}), so a larger "
             f"--max-epochs would stop it again after one epoch that does not improve on it. What "
             f"is left is the spread between training runs and the estimate's noise: another seed "
             f"is a new run of about {seconds_per_epoch * epochs_run / 3600:.1f} hours here ({machine})."
